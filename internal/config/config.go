@@ -1,0 +1,278 @@
+// Package config reads abacusd's configuration from command-line flags and their ABACUS_*
+// environment equivalents. A flag given on the command line wins over the environment; the
+// environment wins over the default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Role is one part of abacusd that can be switched on or off per process.
+type Role string
+
+// The roles abacusd can run. Every role is stateless apart from Kafka, PostgreSQL and Redis, so
+// any of them scales out by running more processes.
+const (
+	RoleIngest Role = "ingest"
+	RoleQuery  Role = "query"
+	RoleAdmin  Role = "admin"
+	RoleRollup Role = "rollup"
+)
+
+// AllRoles lists every role in a stable order.
+var AllRoles = []Role{RoleIngest, RoleQuery, RoleAdmin, RoleRollup}
+
+// MinAdminTokenLen is the shortest admin token accepted: the token is the only credential for
+// AdminService, so it must not be guessable.
+const MinAdminTokenLen = 16
+
+// Config is the whole configuration of an abacusd process.
+type Config struct {
+	GRPCAddr          string
+	HTTPAddr          string
+	DatabaseURL       string
+	RedisURL          string
+	KafkaBrokers      []string
+	KafkaPartitions   int
+	KafkaReplication  int
+	AdminToken        string
+	DataDir           string
+	Roles             []Role
+	LogLevel          slog.Level
+	LogFormat         string
+	AutoMigrate       bool
+	ShutdownTimeout   time.Duration
+	AuthCacheTTL      time.Duration
+	MaxRequestBytes   int64
+	ProduceTimeout    time.Duration
+	DatabaseMaxConns  int
+	StatementTimeout  time.Duration
+	MaxEventBytes     int
+	EventPastWindow   time.Duration
+	EventFutureWindow time.Duration
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		GRPCAddr:          ":9090",
+		HTTPAddr:          ":8080",
+		KafkaPartitions:   12,
+		KafkaReplication:  1,
+		DataDir:           ".abacus",
+		Roles:             slices.Clone(AllRoles),
+		LogLevel:          slog.LevelInfo,
+		LogFormat:         "json",
+		AutoMigrate:       true,
+		ShutdownTimeout:   20 * time.Second,
+		AuthCacheTTL:      3 * time.Second,
+		MaxRequestBytes:   16 << 20,
+		ProduceTimeout:    10 * time.Second,
+		DatabaseMaxConns:  20,
+		StatementTimeout:  30 * time.Second,
+		MaxEventBytes:     32 << 10,
+		EventPastWindow:   7 * 24 * time.Hour,
+		EventFutureWindow: 10 * time.Minute,
+	}
+}
+
+// Has reports whether the process runs role r.
+func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
+
+// Parse reads flags from args (without the program or subcommand name) and, for each flag not on
+// the command line, the environment variable named in its usage (looked up with getenv).
+func Parse(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	cfg := Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+
+	var brokers, roles, level string
+	roles = joinRoles(cfg.Roles)
+	level = cfg.LogLevel.String()
+
+	vars := []struct {
+		flag, env string
+		bind      func(name, usage string)
+		usage     string
+	}{
+		{"grpc-addr", "ABACUS_GRPC_ADDR", func(n, u string) { fs.StringVar(&cfg.GRPCAddr, n, cfg.GRPCAddr, u) }, "gRPC listen address"},
+		{"http-addr", "ABACUS_HTTP_ADDR", func(n, u string) { fs.StringVar(&cfg.HTTPAddr, n, cfg.HTTPAddr, u) }, "HTTP listen address (REST gateway, /metrics, /healthz, /readyz, /openapi.json)"},
+		{"database-url", "ABACUS_DATABASE_URL", func(n, u string) { fs.StringVar(&cfg.DatabaseURL, n, cfg.DatabaseURL, u) }, "PostgreSQL/TimescaleDB URL (dev: empty starts a private cluster)"},
+		{"redis-url", "ABACUS_REDIS_URL", func(n, u string) { fs.StringVar(&cfg.RedisURL, n, cfg.RedisURL, u) }, "Redis URL (dev: empty starts a private redis-server)"},
+		{"kafka-brokers", "ABACUS_KAFKA_BROKERS", func(n, u string) { fs.StringVar(&brokers, n, "", u) }, "comma-separated Kafka bootstrap brokers (dev: empty runs an in-process broker)"},
+		{"kafka-partitions", "ABACUS_KAFKA_PARTITIONS", func(n, u string) { fs.IntVar(&cfg.KafkaPartitions, n, cfg.KafkaPartitions, u) }, "partitions of the event topic when abacusd creates it"},
+		{"kafka-replication", "ABACUS_KAFKA_REPLICATION", func(n, u string) { fs.IntVar(&cfg.KafkaReplication, n, cfg.KafkaReplication, u) }, "replication factor of the topics when abacusd creates them"},
+		{"admin-token", "ABACUS_ADMIN_TOKEN", func(n, u string) { fs.StringVar(&cfg.AdminToken, n, cfg.AdminToken, u) }, "operator token for AdminService (at least 16 characters; dev: generated when empty)"},
+		{"data-dir", "ABACUS_DATA_DIR", func(n, u string) { fs.StringVar(&cfg.DataDir, n, cfg.DataDir, u) }, "dev mode state directory"},
+		{"roles", "ABACUS_ROLES", func(n, u string) { fs.StringVar(&roles, n, roles, u) }, "comma-separated roles to run: ingest,query,admin,rollup"},
+		{"log-level", "ABACUS_LOG_LEVEL", func(n, u string) { fs.StringVar(&level, n, level, u) }, "log level: debug, info, warn, error"},
+		{"log-format", "ABACUS_LOG_FORMAT", func(n, u string) { fs.StringVar(&cfg.LogFormat, n, cfg.LogFormat, u) }, "log format: json or text"},
+		{"auto-migrate", "ABACUS_AUTO_MIGRATE", func(n, u string) { fs.BoolVar(&cfg.AutoMigrate, n, cfg.AutoMigrate, u) }, "apply database migrations at start"},
+		{"shutdown-timeout", "ABACUS_SHUTDOWN_TIMEOUT", func(n, u string) { fs.DurationVar(&cfg.ShutdownTimeout, n, cfg.ShutdownTimeout, u) }, "how long a graceful stop may drain before it is forced"},
+		{"auth-cache-ttl", "ABACUS_AUTH_CACHE_TTL", func(n, u string) { fs.DurationVar(&cfg.AuthCacheTTL, n, cfg.AuthCacheTTL, u) }, "how long an API key lookup is cached (bounds revocation latency; at most 5s)"},
+		{"max-request-bytes", "ABACUS_MAX_REQUEST_BYTES", func(n, u string) { fs.Int64Var(&cfg.MaxRequestBytes, n, cfg.MaxRequestBytes, u) }, "largest gRPC message or HTTP body accepted"},
+		{"produce-timeout", "ABACUS_PRODUCE_TIMEOUT", func(n, u string) { fs.DurationVar(&cfg.ProduceTimeout, n, cfg.ProduceTimeout, u) }, "longest an ingest call waits for Kafka before answering UNAVAILABLE"},
+		{"database-max-conns", "ABACUS_DATABASE_MAX_CONNS", func(n, u string) { fs.IntVar(&cfg.DatabaseMaxConns, n, cfg.DatabaseMaxConns, u) }, "PostgreSQL connection pool size"},
+		{"statement-timeout", "ABACUS_STATEMENT_TIMEOUT", func(n, u string) { fs.DurationVar(&cfg.StatementTimeout, n, cfg.StatementTimeout, u) }, "PostgreSQL statement timeout"},
+		{"max-event-bytes", "ABACUS_MAX_EVENT_BYTES", func(n, u string) { fs.IntVar(&cfg.MaxEventBytes, n, cfg.MaxEventBytes, u) }, "largest encoded event accepted"},
+		{"event-past-window", "ABACUS_EVENT_PAST_WINDOW", func(n, u string) { fs.DurationVar(&cfg.EventPastWindow, n, cfg.EventPastWindow, u) }, "oldest event time accepted, relative to now"},
+		{"event-future-window", "ABACUS_EVENT_FUTURE_WINDOW", func(n, u string) { fs.DurationVar(&cfg.EventFutureWindow, n, cfg.EventFutureWindow, u) }, "furthest-ahead event time accepted, relative to now"},
+	}
+	for _, v := range vars {
+		v.bind(v.flag, fmt.Sprintf("%s (env %s)", v.usage, v.env))
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	for _, v := range vars {
+		if set[v.flag] {
+			continue
+		}
+		if val := getenv(v.env); val != "" {
+			if err := fs.Set(v.flag, val); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", v.env, val, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+
+	cfg.KafkaBrokers = splitList(brokers)
+	var err error
+	if cfg.Roles, err = parseRoles(roles); err != nil {
+		errs = append(errs, err)
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("log level %q: %w", level, err))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// Validate returns every problem with the configuration of `abacusd serve`, joined.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, c.validateCommon()...)
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database URL is required (ABACUS_DATABASE_URL)"))
+	}
+	if c.RedisURL == "" {
+		errs = append(errs, errors.New("redis URL is required (ABACUS_REDIS_URL)"))
+	}
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("kafka brokers are required (ABACUS_KAFKA_BROKERS)"))
+	}
+	if len(c.AdminToken) < MinAdminTokenLen && c.Has(RoleAdmin) {
+		errs = append(errs, fmt.Errorf("admin token must be at least %d characters (ABACUS_ADMIN_TOKEN)", MinAdminTokenLen))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateDev returns every problem with the configuration of `abacusd dev`, where the
+// dependencies and the admin token may be left empty and are then provided.
+func (c Config) ValidateDev() error {
+	var errs []error
+	errs = append(errs, c.validateCommon()...)
+	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
+		errs = append(errs, fmt.Errorf("admin token must be at least %d characters (ABACUS_ADMIN_TOKEN)", MinAdminTokenLen))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required (ABACUS_DATA_DIR)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validateCommon() []error {
+	var errs []error
+	for name, addr := range map[string]string{"grpc addr (ABACUS_GRPC_ADDR)": c.GRPCAddr, "http addr (ABACUS_HTTP_ADDR)": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	if len(c.Roles) == 0 {
+		errs = append(errs, errors.New("at least one role is required (ABACUS_ROLES)"))
+	}
+	if c.KafkaPartitions < 1 || c.KafkaPartitions > 10000 {
+		errs = append(errs, fmt.Errorf("kafka partitions must be 1-10000, got %d", c.KafkaPartitions))
+	}
+	if c.KafkaReplication < 1 || c.KafkaReplication > 32 {
+		errs = append(errs, fmt.Errorf("kafka replication must be 1-32, got %d", c.KafkaReplication))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log format must be json or text, got %q", c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown timeout must be positive"))
+	}
+	if c.AuthCacheTTL <= 0 || c.AuthCacheTTL > 5*time.Second {
+		errs = append(errs, fmt.Errorf("auth cache TTL must be in (0, 5s] so revocation takes effect within 5s, got %s", c.AuthCacheTTL))
+	}
+	if c.MaxRequestBytes < 1<<10 || c.MaxRequestBytes > 256<<20 {
+		errs = append(errs, fmt.Errorf("max request bytes must be 1 KiB-256 MiB, got %d", c.MaxRequestBytes))
+	}
+	if c.ProduceTimeout <= 0 {
+		errs = append(errs, errors.New("produce timeout must be positive"))
+	}
+	if c.DatabaseMaxConns < 2 || c.DatabaseMaxConns > 1000 {
+		errs = append(errs, fmt.Errorf("database max conns must be 2-1000, got %d", c.DatabaseMaxConns))
+	}
+	if c.StatementTimeout <= 0 {
+		errs = append(errs, errors.New("statement timeout must be positive"))
+	}
+	if c.MaxEventBytes < 256 || int64(c.MaxEventBytes) > c.MaxRequestBytes {
+		errs = append(errs, fmt.Errorf("max event bytes must be 256 bytes up to max request bytes, got %d", c.MaxEventBytes))
+	}
+	if c.EventPastWindow <= 0 || c.EventFutureWindow < 0 {
+		errs = append(errs, errors.New("event time windows must not be negative (past window positive)"))
+	}
+	return errs
+}
+
+func splitList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func parseRoles(s string) ([]Role, error) {
+	var roles []Role
+	var errs []error
+	for _, part := range splitList(s) {
+		r := Role(strings.ToLower(part))
+		if !slices.Contains(AllRoles, r) {
+			errs = append(errs, fmt.Errorf("unknown role %q (want one of %s)", part, joinRoles(AllRoles)))
+			continue
+		}
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	return roles, errors.Join(errs...)
+}
+
+func joinRoles(roles []Role) string {
+	s := make([]string, len(roles))
+	for i, r := range roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,98 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseFlagsEnvAndDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, ":9090", c.GRPCAddr)
+				require.Equal(t, ":8080", c.HTTPAddr)
+				require.Equal(t, AllRoles, c.Roles)
+				require.Equal(t, 3*time.Second, c.AuthCacheTTL)
+			},
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"ABACUS_GRPC_ADDR": "127.0.0.1:1", "ABACUS_HTTP_ADDR": "127.0.0.1:2",
+				"ABACUS_KAFKA_BROKERS": "a:9092, b:9092,", "ABACUS_ROLES": "ingest,query",
+				"ABACUS_ADMIN_TOKEN": "0123456789abcdef", "ABACUS_DATA_DIR": "/tmp/x",
+			},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, "127.0.0.1:1", c.GRPCAddr)
+				require.Equal(t, "127.0.0.1:2", c.HTTPAddr)
+				require.Equal(t, []string{"a:9092", "b:9092"}, c.KafkaBrokers)
+				require.Equal(t, []Role{RoleIngest, RoleQuery}, c.Roles)
+				require.True(t, c.Has(RoleQuery))
+				require.False(t, c.Has(RoleRollup))
+				require.Equal(t, "/tmp/x", c.DataDir)
+			},
+		},
+		{
+			name: "flag wins over environment",
+			args: []string{"--grpc-addr", "127.0.0.1:7"},
+			env:  map[string]string{"ABACUS_GRPC_ADDR": "127.0.0.1:1"},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, "127.0.0.1:7", c.GRPCAddr)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse("test", tc.args, env(tc.env), io.Discard)
+			require.NoError(t, err)
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestParseRejectsBadValues(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("test", nil, env(map[string]string{"ABACUS_ROLES": "ingest,nope", "ABACUS_LOG_LEVEL": "loud"}), io.Discard)
+	require.ErrorContains(t, err, `unknown role "nope"`)
+	require.ErrorContains(t, err, "log level")
+
+	_, err = Parse("test", nil, env(map[string]string{"ABACUS_SHUTDOWN_TIMEOUT": "soon"}), io.Discard)
+	require.ErrorContains(t, err, "ABACUS_SHUTDOWN_TIMEOUT")
+
+	_, err = Parse("test", []string{"extra"}, env(nil), io.Discard)
+	require.ErrorContains(t, err, "unexpected arguments")
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.GRPCAddr = "nonsense"
+	c.AdminToken = "short"
+	c.AuthCacheTTL = time.Minute
+	c.KafkaPartitions = 0
+	err := c.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"grpc addr", "database URL", "redis URL", "kafka brokers", "admin token", "auth cache TTL", "kafka partitions"} {
+		require.Contains(t, err.Error(), want)
+	}
+	require.GreaterOrEqual(t, strings.Count(err.Error(), "\n"), 6)
+
+	dev := Default()
+	require.NoError(t, dev.ValidateDev(), "dev mode needs no configuration")
+	dev.AdminToken = "short"
+	require.ErrorContains(t, dev.ValidateDev(), "admin token")
+}

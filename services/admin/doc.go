@@ -1,0 +1,35 @@
+// Package admin implements abacus.admin.v1.AdminService, the operator's API
+// for tenants and their API keys.
+//
+// # Whose tenant
+//
+// Every other service takes its tenant from authentication only (see package
+// tenancy). The admin API is the one place where the tenant comes from the
+// request: its caller is the operator, authenticated by the admin token before
+// a handler runs, and choosing which tenant to manage is the point of the API.
+// Handlers turn the request's tenant_id into a [tenancy.ID] with
+// [tenancy.ParseID] and pass it explicitly from then on.
+//
+// # Keys and secrets
+//
+// CreateApiKey generates a key with auth.GenerateKey, stores only its hash and
+// returns the secret once, in that response. No other response, log line or
+// error carries a secret or a hash. Key creation and revocation are logged at
+// info level with tenant_id and key_id as an audit trail of operator actions.
+//
+// # Paging
+//
+// List RPCs follow AIP-158: page_size 0 means 100, larger values are capped at
+// 1000, and next_page_token is empty on the last page. The token is opaque to
+// clients; it is the unpadded base64url encoding of the last identifier of the
+// page (tenant_id or key_id), so a page ends and the next begins at a stable
+// position however rows are added meanwhile.
+//
+// # Errors
+//
+// Handlers return the store's domain errors wrapped with the operation
+// (postgres.ErrNotFound, postgres.ErrAlreadyExists, postgres.ErrInvalidArgument)
+// for the server's error-mapping interceptor to translate. Request problems the
+// proto's validation rules cannot express are returned directly as
+// INVALID_ARGUMENT statuses with an errdetails.BadRequest naming the field.
+package admin

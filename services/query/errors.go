@@ -1,0 +1,42 @@
+package query
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// invalidArgument returns an INVALID_ARGUMENT status error whose
+// errdetails.BadRequest detail names field and says what is wrong with it.
+// The message is worded like the validation interceptor's ("invalid request:
+// field: what is wrong"), so clients see one style whichever layer refused.
+func invalidArgument(field, description string) error {
+	st := status.New(codes.InvalidArgument, "invalid request: "+field+": "+description)
+	detailed, err := st.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field:       field,
+			Description: description,
+		}},
+	})
+	if err != nil {
+		// WithDetails fails only for an OK status or an unmarshalable
+		// detail, neither of which can happen here; the message alone
+		// still names the field.
+		return st.Err()
+	}
+	return detailed.Err()
+}
+
+// endOfStream is what a stream handler returns once its context is done: nil
+// when the client went away (there is nobody to tell), otherwise the status
+// of the context's error (a deadline).
+func endOfStream(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return status.FromContextError(err).Err()
+}
