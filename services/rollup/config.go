@@ -1,0 +1,128 @@
+package rollup
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults applied by [New] to zero [Config] fields.
+const (
+	// DefaultGroup is the Kafka consumer group, and the key of the offsets
+	// stored in PostgreSQL, when Config.Group is empty.
+	DefaultGroup = "abacus-rollup"
+
+	// DefaultMaxPollRecords bounds one poll, and so one database transaction,
+	// when Config.MaxPollRecords is zero. Each record is one ingest batch of
+	// events, so a transaction holds up to this many batches.
+	DefaultMaxPollRecords = 1000
+
+	// DefaultMaxBatchEvents bounds the events of one database transaction
+	// when Config.MaxBatchEvents is zero.
+	DefaultMaxBatchEvents = 10_000
+
+	// DefaultRetryBackoff is the first delay before retrying a failed
+	// database or dead-letter write when Config.RetryBackoff is zero.
+	DefaultRetryBackoff = 250 * time.Millisecond
+
+	// MaxRetryBackoff caps the doubling retry delay (unless RetryBackoff
+	// itself is larger), so a consumer notices a recovered database within
+	// seconds even after a long outage.
+	MaxRetryBackoff = 10 * time.Second
+)
+
+// Config configures a [Consumer]. The zero value of every field but Brokers
+// means its default.
+type Config struct {
+	// Brokers are the Kafka seed brokers (host:port). Required.
+	Brokers []string
+
+	// Group is the Kafka consumer group; default [DefaultGroup]. All rollup
+	// consumers of one deployment share it, and it keys the offsets stored
+	// in the database, so renaming it makes the new group count every event
+	// from the start of the log again (deduplication keeps the counts exact).
+	Group string
+
+	// MaxPollRecords is the most records taken from Kafka per poll; default
+	// [DefaultMaxPollRecords]. A poll is applied in one database transaction
+	// unless it holds more than MaxBatchEvents events.
+	MaxPollRecords int
+
+	// MaxBatchEvents bounds the events of one database transaction; default
+	// [DefaultMaxBatchEvents]. A record carries up to 10,000 events, so a
+	// poll of many full records is applied as several consecutive
+	// transactions (a single record larger than the bound gets one of its
+	// own), keeping transactions and memory bounded.
+	MaxBatchEvents int
+
+	// SessionTimeout and RebalanceTimeout are passed to the Kafka client;
+	// zero keeps the client defaults (45 s and 60 s). A batch in progress
+	// blocks rebalancing, so RebalanceTimeout must exceed the time one
+	// transaction takes.
+	SessionTimeout, RebalanceTimeout time.Duration
+
+	// RetryBackoff is the first delay before retrying a failed database or
+	// dead-letter write; it doubles per failure up to [MaxRetryBackoff].
+	// Default [DefaultRetryBackoff].
+	RetryBackoff time.Duration
+}
+
+// Validate reports every problem of c, joined, each wrapping
+// [ErrInvalidConfig]; nil when c is usable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Brokers) == 0 {
+		bad("at least one Kafka broker is required")
+	}
+	for i, b := range c.Brokers {
+		if b == "" {
+			bad("broker %d is empty", i)
+		}
+	}
+	if c.MaxPollRecords < 0 {
+		bad("max poll records is %d, must not be negative", c.MaxPollRecords)
+	}
+	if c.MaxBatchEvents < 0 {
+		bad("max batch events is %d, must not be negative", c.MaxBatchEvents)
+	}
+	if c.SessionTimeout < 0 {
+		bad("session timeout is %s, must not be negative", c.SessionTimeout)
+	}
+	if c.RebalanceTimeout < 0 {
+		bad("rebalance timeout is %s, must not be negative", c.RebalanceTimeout)
+	}
+	if c.RetryBackoff < 0 {
+		bad("retry backoff is %s, must not be negative", c.RetryBackoff)
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	return c
+}
+
+// backoff is the delay before retry attempt n (1-based) of a failing write.
+func (c Config) backoff(n int) time.Duration {
+	ceiling := max(MaxRetryBackoff, c.RetryBackoff)
+	d := c.RetryBackoff
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}

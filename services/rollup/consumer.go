@@ -1,0 +1,546 @@
+package rollup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/abacus-analytics/abacus/eventlog"
+	"github.com/abacus-analytics/abacus/store/postgres"
+)
+
+// Store is what the consumer needs from PostgreSQL; [*postgres.DB]
+// implements it.
+type Store interface {
+	// ApplyBatch commits the batch's new events, their rollups and the
+	// batch's offsets in one transaction, or returns an error wrapping
+	// [postgres.ErrFenced] when a newer group generation owns a partition.
+	ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error)
+	// LoadOffsets returns the stored next offset per partition of topic;
+	// partitions never applied are absent.
+	LoadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error)
+}
+
+var _ Store = (*postgres.DB)(nil)
+
+// kafkaCommitTimeout bounds the advisory Kafka offset commit after each
+// batch; it must not hold up the next poll for long.
+const kafkaCommitTimeout = 10 * time.Second
+
+// Consumer reads [eventlog.Topic] in a consumer group and applies it to the
+// rollups exactly once; see the package documentation. Create it with [New]
+// and start it with [Consumer.Run].
+type Consumer struct {
+	cfg    Config
+	store  Store
+	logger *slog.Logger
+	m      *metrics
+	ran    atomic.Bool
+
+	// rebalanceWaiting is signalled (capacity 1, never blocks the sender)
+	// when the Kafka client wants to rebalance but our unreleased poll
+	// blocks it. A batch stuck retrying a failing database gives up its
+	// records then, so the group can rebalance during an outage.
+	rebalanceWaiting chan struct{}
+
+	dbDown failureStreak
+
+	// fencedInARow counts consecutive fenced batches (Run's goroutine only)
+	// to back off while the rebalance that resolves them is pending.
+	fencedInARow int
+}
+
+// New returns a consumer that applies the event log to store. It validates
+// cfg and registers the metrics on reg (nil: not registered); it connects to
+// nothing until [Consumer.Run].
+func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: store is required", ErrInvalidConfig)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	logger = logger.With(slog.String("group", cfg.Group))
+	return &Consumer{
+		cfg:              cfg,
+		store:            store,
+		logger:           logger,
+		m:                m,
+		rebalanceWaiting: make(chan struct{}, 1),
+		dbDown:           failureStreak{logger: logger, gauge: m.dbFailing},
+	}, nil
+}
+
+// Run joins the consumer group and applies polled records until ctx is
+// done, then leaves the group and returns nil. A batch in flight at shutdown
+// is abandoned, which is safe: its transaction either committed together with
+// its offsets or left no trace. Run never gives up on a failing database or
+// dead-letter topic; it retries until they recover or ctx ends. It returns an
+// error only if the Kafka client cannot be created. A Consumer runs once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	cl, err := kgo.NewClient(c.clientOptions()...)
+	if err != nil {
+		return fmt.Errorf("rollup: create kafka client: %w", err)
+	}
+	c.logger.InfoContext(ctx, "rollup consumer started",
+		slog.String("topic", eventlog.Topic), slog.Any("brokers", c.cfg.Brokers))
+	defer func() {
+		// An abandoned poll still blocks rebalancing, and leaving the group
+		// runs the revoke callback behind that block: release it first or
+		// Close would wait forever.
+		cl.AllowRebalance()
+		cl.Close()
+		c.logger.InfoContext(ctx, "rollup consumer stopped")
+	}()
+
+	for {
+		// A signal left from an earlier poll is stale: that poll has been
+		// released, so the rebalance it announced is no longer blocked.
+		select {
+		case <-c.rebalanceWaiting:
+		default:
+		}
+		fetches := cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		pause := c.logFetchErrors(ctx, fetches)
+		if records := fetches.Records(); len(records) > 0 {
+			pause = c.process(ctx, cl, fetches, records)
+		}
+		cl.AllowRebalance()
+		if pause > 0 && !sleep(ctx, pause) {
+			return nil
+		}
+	}
+}
+
+// clientOptions configures the group consumer. The options that carry the
+// exactly-once design:
+//
+//   - DisableAutoCommit: Kafka's committed offsets are never the truth; the
+//     database stores them with the rows they produced (Kafka commits are
+//     advisory, made by hand after each batch).
+//   - BlockRebalanceOnPoll: partitions cannot be revoked between a poll and
+//     AllowRebalance, so a batch is applied, and its offsets stored, while
+//     this member owns every partition in it.
+//   - AdjustFetchOffsetsFn: where newly assigned partitions start; see
+//     [Consumer.startOffsets].
+func (c *Consumer) clientOptions() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.cfg.Brokers...),
+		kgo.ClientID("abacus-rollup"),
+		kgo.ConsumerGroup(c.cfg.Group),
+		kgo.ConsumeTopics(eventlog.Topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AdjustFetchOffsetsFn(c.startOffsets),
+		// A partition with no stored offset is new to this group: the group
+		// must count every event ever accepted, so it starts at the
+		// beginning. The same applies when a stored offset fell out of
+		// retention (nothing older exists to count).
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Ingest produces idempotently, not transactionally, so this changes
+		// nothing today; should a producer ever abort a transaction, its
+		// records must not be counted.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+		kgo.OnPartitionsCallbackBlocked(c.onCallbackBlocked),
+		kgo.WithLogger(kgoLogger{c.logger}),
+	}
+	if c.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(c.cfg.SessionTimeout))
+	}
+	if c.cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(c.cfg.RebalanceTimeout))
+	}
+	return opts
+}
+
+// startOffsets is the AdjustFetchOffsetsFn: it replaces the offsets the
+// client fetched from Kafka's group commits for newly assigned partitions
+// with the offsets stored in the database, or the start of the partition
+// where the database has none.
+//
+// Why this hook and not SetOffsets in OnPartitionsAssigned: the assigned
+// callback runs before the client fetches the committed offsets, and
+// SetOffsets only moves partitions that are already being consumed, so the
+// offsets fetched afterwards would win. AdjustFetchOffsetsFn runs after that
+// fetch and before the partitions are handed to the fetchers, so nothing is
+// consumed from Kafka's offsets even once. Partitions this member keeps
+// across a cooperative rebalance are not passed again; their position is
+// already the database's (every applied batch stored it, and a batch that
+// was not applied rewinds it).
+//
+// The client keeps heartbeating meanwhile, so when the database is down this
+// retries until it answers or ctx (canceled when the session starts
+// revoking) ends, and those partitions simply wait.
+func (c *Consumer) startOffsets(ctx context.Context, fetched map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	out := make(map[string]map[int32]kgo.Offset, len(fetched))
+	for topic, partitions := range fetched {
+		stored, err := c.loadOffsets(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		offsets := make(map[int32]kgo.Offset, len(partitions))
+		start := make(map[int32]int64, len(partitions)) // for the log; -2 is "beginning"
+		for p := range partitions {
+			next, ok := stored[p]
+			if !ok {
+				offsets[p] = kgo.NewOffset().AtStart()
+				start[p] = -2
+				continue
+			}
+			offsets[p] = kgo.NewOffset().At(next)
+			start[p] = next
+		}
+		out[topic] = offsets
+		c.logger.InfoContext(ctx, "rollup partitions start at database offsets",
+			slog.String("topic", topic), slog.Any("next_offsets", start))
+	}
+	return out, nil
+}
+
+// loadOffsets loads the group's stored offsets of topic, retrying with
+// backoff until it succeeds or ctx ends.
+func (c *Consumer) loadOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	for attempt := 1; ; attempt++ {
+		stored, err := c.store.LoadOffsets(ctx, c.cfg.Group, topic)
+		if err == nil {
+			c.dbDown.recovered(ctx)
+			return stored, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.m.dbFailures.Inc()
+		c.dbDown.failed(ctx, "load offsets", err)
+		if !sleep(ctx, c.cfg.backoff(attempt)) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// process applies one poll and returns how long to wait before the next
+// poll (after releasing this one). Each chunk that commits is followed by
+// its Kafka commit and lag update. When a chunk is dropped — fenced,
+// abandoned for a rebalance or shutdown, or the member has no generation —
+// the fetch positions of the poll's unapplied records are rewound to their
+// first record per partition, so a partition this member still owns is read
+// again rather than skipped.
+func (c *Consumer) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches, records []*kgo.Record) time.Duration {
+	// With BlockRebalanceOnPoll a rebalance waits for this poll to be
+	// released, so this is the generation these records were assigned in.
+	_, generation := cl.GroupMetadata()
+	pb := newPollBatch(c.cfg.Group, generation, records, c.cfg.MaxBatchEvents)
+	rewind := func(from int) {
+		if ctx.Err() == nil { // on shutdown the next owner starts from the database anyway
+			cl.SetOffsets(pb.rewindOffsets(from))
+		}
+	}
+	if generation < 0 {
+		c.logger.WarnContext(ctx, "rollup polled records outside a group generation; dropping them to read again",
+			slog.Int("records", len(records)))
+		rewind(0)
+		return c.cfg.RetryBackoff
+	}
+
+	// Poison records go to the dead-letter topic before their offsets are
+	// stored: once the offsets commit, they are never read again.
+	if len(pb.poison) > 0 && !c.deadLetter(ctx, cl, pb.poison) {
+		rewind(0)
+		return 0
+	}
+
+	for i, ch := range pb.chunks {
+		start := time.Now()
+		applied, result := c.apply(ctx, ch.batch)
+		switch result {
+		case applyAbandoned:
+			rewind(i)
+			return 0
+		case applyFenced:
+			rewind(i)
+			// The rebalance that takes these partitions away is on its way;
+			// release the poll and give it time rather than spinning.
+			c.fencedInARow++
+			return c.cfg.backoff(c.fencedInARow)
+		}
+		c.fencedInARow = 0
+		c.m.batchSeconds.Observe(time.Since(start).Seconds())
+		c.m.events.WithLabelValues(resultInserted).Add(float64(applied.Inserted))
+		c.m.events.WithLabelValues(resultDuplicate).Add(float64(applied.Duplicates))
+		c.m.records.WithLabelValues(resultOK).Add(float64(ch.ok))
+		c.m.records.WithLabelValues(resultPoison).Add(float64(ch.poison))
+		c.logger.DebugContext(ctx, "rollup batch applied",
+			slog.Int("records", len(ch.records)), slog.Int("inserted", applied.Inserted),
+			slog.Int("duplicates", applied.Duplicates), slog.Int("poison", ch.poison),
+			slog.Int("generation", int(generation)))
+		c.commitToKafka(ctx, cl, ch.records)
+		c.updateLag(fetches, ch.next)
+	}
+	return 0
+}
+
+// applyResult is how [Consumer.apply] ended.
+type applyResult int
+
+const (
+	applyCommitted applyResult = iota
+	applyFenced
+	applyAbandoned
+)
+
+// apply runs ApplyBatch until it commits, is fenced, or is abandoned because
+// ctx ended or a rebalance is waiting. A failing database gets the same batch
+// again after a capped exponential backoff: polling more meanwhile would only
+// pile up records, and exiting would make a supervisor restart us into the
+// same outage.
+func (c *Consumer) apply(ctx context.Context, b postgres.Batch) (postgres.Applied, applyResult) {
+	for attempt := 1; ; attempt++ {
+		applied, err := c.store.ApplyBatch(ctx, b)
+		if err == nil {
+			c.dbDown.recovered(ctx)
+			return applied, applyCommitted
+		}
+		if ctx.Err() != nil {
+			return postgres.Applied{}, applyAbandoned
+		}
+		if errors.Is(err, postgres.ErrFenced) {
+			// The database answered, so it is not down. This member's
+			// generation is stale: a newer one owns some of these
+			// partitions and has stored offsets. The transaction rolled
+			// back; the rebalance will tell us what we still own.
+			c.dbDown.recovered(ctx)
+			c.m.fenced.Inc()
+			c.logger.WarnContext(ctx, "rollup batch fenced by a newer group generation; dropping it",
+				slog.Int("generation", int(b.Generation)), slog.Any("error", err))
+			return postgres.Applied{}, applyFenced
+		}
+		c.m.dbFailures.Inc()
+		c.dbDown.failed(ctx, "apply batch", err)
+		if !c.wait(ctx, c.cfg.backoff(attempt)) {
+			return postgres.Applied{}, applyAbandoned
+		}
+	}
+}
+
+// deadLetter produces the poison records to the dead-letter topic and waits
+// for the acknowledgements, retrying like apply. It reports false when it
+// gave up because ctx ended or a rebalance is waiting. Delivery is at least
+// once: a retried or re-polled record may be dead-lettered twice.
+func (c *Consumer) deadLetter(ctx context.Context, cl *kgo.Client, poison []poisonRecord) bool {
+	for attempt := 1; ; attempt++ {
+		// Fresh records each attempt: the client owns a record until its
+		// promise completes.
+		out := make([]*kgo.Record, len(poison))
+		for i, p := range poison {
+			out[i] = deadLetterRecord(p)
+		}
+		err := cl.ProduceSync(ctx, out...).FirstErr()
+		if err == nil {
+			for _, p := range poison {
+				c.logger.WarnContext(ctx, "rollup record sent to the dead-letter topic",
+					slog.String("topic", p.record.Topic), slog.Int("partition", int(p.record.Partition)),
+					slog.Int64("offset", p.record.Offset), slog.String("reason", p.reason))
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.m.deadLetterFails.Inc()
+		c.logger.ErrorContext(ctx, "rollup dead-letter produce failed; retrying",
+			slog.Int("records", len(poison)), slog.Int("attempt", attempt), slog.Any("error", err))
+		if !c.wait(ctx, c.cfg.backoff(attempt)) {
+			return false
+		}
+	}
+}
+
+// commitToKafka commits the applied records' offsets to Kafka. This is
+// advisory — for lag tooling (kadm, kafka-consumer-groups) and to keep the
+// group alive in Kafka — so a failure is only logged: the next member to
+// own a partition starts from the database.
+func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, records []*kgo.Record) {
+	cctx, cancel := context.WithTimeout(ctx, kafkaCommitTimeout)
+	defer cancel()
+	if err := cl.CommitRecords(cctx, records...); err != nil && ctx.Err() == nil {
+		c.m.commitFailures.Inc()
+		c.logger.WarnContext(ctx, "rollup advisory kafka offset commit failed", slog.Any("error", err))
+	}
+}
+
+// updateLag sets the lag gauge of every partition in the batch from the high
+// watermark its fetch carried.
+func (c *Consumer) updateLag(fetches kgo.Fetches, next map[topicPartition]int64) {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		n, ok := next[topicPartition{p.Topic, p.Partition}]
+		if !ok {
+			return
+		}
+		c.m.lag.WithLabelValues(p.Topic, partitionLabel(p.Partition)).Set(float64(max(p.HighWatermark-n, 0)))
+	})
+}
+
+// logFetchErrors logs the errors a poll carried and returns how long to wait
+// before polling again: a poll of nothing but errors would otherwise spin.
+func (c *Consumer) logFetchErrors(ctx context.Context, fetches kgo.Fetches) time.Duration {
+	errs := fetches.Errors()
+	for _, fe := range errs {
+		if errors.Is(fe.Err, context.Canceled) {
+			continue
+		}
+		c.logger.WarnContext(ctx, "rollup fetch error",
+			slog.String("topic", fe.Topic), slog.Int("partition", int(fe.Partition)), slog.Any("error", fe.Err))
+	}
+	if len(errs) > 0 && fetches.NumRecords() == 0 {
+		return c.cfg.RetryBackoff
+	}
+	return 0
+}
+
+func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if len(assigned) == 0 {
+		return // a cooperative rebalance that added nothing
+	}
+	c.logger.InfoContext(ctx, "rollup partitions assigned", slog.Any("partitions", assigned))
+}
+
+func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if len(revoked) == 0 {
+		return // called at the end of every session, revoking or not
+	}
+	c.logger.InfoContext(ctx, "rollup partitions revoked", slog.Any("partitions", revoked))
+	c.forgetLag(revoked)
+}
+
+func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if len(lost) == 0 {
+		return
+	}
+	c.logger.WarnContext(ctx, "rollup partitions lost", slog.Any("partitions", lost))
+	c.forgetLag(lost)
+}
+
+func (c *Consumer) onCallbackBlocked(context.Context, *kgo.Client) {
+	select {
+	case c.rebalanceWaiting <- struct{}{}:
+	default:
+	}
+}
+
+// forgetLag drops the lag series of partitions this member no longer owns;
+// their new owner reports them.
+func (c *Consumer) forgetLag(partitions map[string][]int32) {
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			c.m.lag.DeleteLabelValues(topic, partitionLabel(p))
+		}
+	}
+}
+
+// wait sleeps d and reports true, or reports false as soon as ctx ends or a
+// rebalance is waiting for our poll.
+func (c *Consumer) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.rebalanceWaiting:
+		c.logger.InfoContext(ctx, "rollup abandoning a failing batch so the group can rebalance")
+		return false
+	}
+}
+
+// sleep sleeps d and reports true, or reports false as soon as ctx ends.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// failureStreak tracks consecutive database failures so an outage is logged
+// once when it starts and once when it ends, not per retry, and drives the
+// abacus_rollup_db_failing gauge. Polling and offset loading share it.
+type failureStreak struct {
+	logger *slog.Logger
+	gauge  prometheus.Gauge
+
+	mu       sync.Mutex
+	failures int
+	since    time.Time
+}
+
+func (s *failureStreak) failed(ctx context.Context, op string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures++
+	if s.failures > 1 {
+		return
+	}
+	s.since = time.Now()
+	s.gauge.Set(1)
+	s.logger.ErrorContext(ctx, "rollup database call failed; retrying until it recovers",
+		slog.String("operation", op), slog.Any("error", err))
+}
+
+func (s *failureStreak) recovered(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures == 0 {
+		return
+	}
+	s.logger.InfoContext(ctx, "rollup database recovered",
+		slog.Int("failures", s.failures), slog.Duration("outage", time.Since(s.since)))
+	s.failures = 0
+	s.gauge.Set(0)
+}
+
+// kgoLogger sends the Kafka client's warnings and errors to slog. Its
+// messages are static with key-value pairs, as ours are.
+type kgoLogger struct{ l *slog.Logger }
+
+func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	msg = "kafka client: " + msg
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error(msg, keyvals...)
+	case kgo.LogLevelWarn:
+		k.l.Warn(msg, keyvals...)
+	case kgo.LogLevelInfo:
+		k.l.Info(msg, keyvals...)
+	default:
+		k.l.Debug(msg, keyvals...)
+	}
+}

@@ -1,0 +1,88 @@
+// Package postgres is Abacus's PostgreSQL store: the connection pool, the
+// embedded schema migrations, TimescaleDB detection and the named queries
+// that every service uses. It never imports a service package.
+//
+// # Using it
+//
+//	db, err := postgres.Open(ctx, postgres.Config{URL: url}, logger)
+//	...
+//	defer db.Close()
+//	if err := postgres.Migrate(ctx, db); err != nil { ... } // `abacusd migrate`, and dev mode
+//
+// [Open] connects and pings within ctx and starts nothing else. Errors are the
+// sentinels of errors.go ([ErrNotFound], [ErrAlreadyExists], [ErrFenced],
+// [ErrInvalidArgument]) wrapped with the operation; test them with errors.Is.
+//
+// # Schema
+//
+// The numbered files in migrations/ are embedded in the binary and applied
+// in order by [Migrate] (github.com/jackc/tern/v2/migrate), which records the
+// version in abacus_schema_version. Tern takes a PostgreSQL advisory lock for
+// the run, so any number of processes may call Migrate at once. Each file is
+// a text/template; {{ if .Timescale }} chooses hypertables over plain tables.
+//
+//	tenants           (tenant_id)                    display name, state active|suspended
+//	api_keys          (key_id), index (tenant_id, created_at, key_id)
+//	                                                 secret hash, scopes, expiry, revocation
+//	event_dedup       (tenant_id, event_id)          one row per event ever counted
+//	events            index (tenant_id, event_type, event_time)
+//	                                                 raw events; hypertable on event_time
+//	rollups_1m        (tenant_id, event_type, bucket)
+//	                                                 count, value sum/count/min/max per UTC minute;
+//	                                                 hypertable on bucket
+//	consumer_offsets  (group_id, topic, partition)   next offset and consumer generation
+//
+// Every table holding tenant data leads its keys with tenant_id, and every
+// query on tenant data filters on it. The single exception is
+// [DB.LookupAPIKey], which runs during authentication to find the tenant.
+// Identifier columns use the "C" collation (bytewise compare and sort).
+//
+// # Exactly once: the dedup and offset transaction
+//
+// The rollup consumer hands each polled batch to [DB.ApplyBatch], which runs
+// one READ COMMITTED transaction of three statements:
+//
+//  1. Upsert the batch's offsets into consumer_offsets, fenced: the DO UPDATE
+//     applies only where the stored generation is not higher than the
+//     batch's. If any partition was refused, the consumer lost it in a
+//     rebalance and its successor has committed; ApplyBatch rolls back and
+//     returns ErrFenced. Equal generations overwrite (the same consumer's
+//     next batch), lower ones are replaced (the consumer took over).
+//  2. One data-modifying CTE chain: keep the first copy of each
+//     (tenant_id, event_id) in the batch; INSERT them into event_dedup ON
+//     CONFLICT DO NOTHING RETURNING the keys actually inserted; insert only
+//     those events into events; return their per-minute aggregates.
+//  3. Upsert those aggregates into rollups_1m, adding count, sum and value
+//     count and folding min/max.
+//
+// Then COMMIT. Dedup keys, raw events, rollups and offsets become visible
+// together or not at all, so a crash at any point either replays the batch
+// (and dedup turns the replay into a no-op) or finds it committed (and
+// resumes from the stored offsets). A concurrent transaction inserting the
+// same key makes ON CONFLICT wait for it and then skip or insert according to
+// its outcome, so two consumers racing over the same events still count each
+// once. Every statement processes rows in key order, so concurrent batches
+// lock rows in the same order and queue instead of deadlocking.
+//
+// The columns travel as arrays expanded with unnest, so a batch costs the
+// same few round trips (BEGIN, three statements, COMMIT) whatever its size.
+//
+// # TimescaleDB detection
+//
+// TimescaleDB cannot be installed from this project's package sources, so it
+// is optional and detected at run time ([DB.Timescale]):
+//
+//   - A database that already holds the schema keeps its layout: Timescale is
+//     true exactly when events is a hypertable. Installing TimescaleDB later
+//     does not switch an existing plain schema (that would need a data
+//     migration), so later migrations can trust the flag.
+//   - A fresh database uses TimescaleDB when timescaledb is listed in
+//     pg_available_extensions and is either created in the database already
+//     or preloaded (TimescaleDB refuses CREATE EXTENSION otherwise), unless
+//     Config.DisableTimescale is set. Migration 001 then creates the extension
+//     and turns events and rollups_1m into hypertables (by_range, so
+//     TimescaleDB 2.13 or newer).
+//
+// Queries are the same SQL on both layouts (date_trunc with an explicit UTC
+// zone rather than time_bucket), so results are identical by construction.
+package postgres
