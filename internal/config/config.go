@@ -34,6 +34,10 @@ var AllRoles = []Role{RoleIngest, RoleQuery, RoleAdmin, RoleRollup}
 // AdminService, so it must not be guessable.
 const MinAdminTokenLen = 16
 
+// MaxEventBytesLimit is the largest configurable event size: half of a Kafka record, so that
+// every valid event fits in one record of the event log.
+const MaxEventBytesLimit = 450 << 10
+
 // Config is the whole configuration of an abacusd process.
 type Config struct {
 	GRPCAddr          string
@@ -74,7 +78,7 @@ func Default() Config {
 		AutoMigrate:       true,
 		ShutdownTimeout:   20 * time.Second,
 		AuthCacheTTL:      3 * time.Second,
-		MaxRequestBytes:   16 << 20,
+		MaxRequestBytes:   8 << 20,
 		ProduceTimeout:    10 * time.Second,
 		DatabaseMaxConns:  20,
 		StatementTimeout:  30 * time.Second,
@@ -234,8 +238,8 @@ func (c Config) validateCommon() []error {
 	if c.StatementTimeout <= 0 {
 		errs = append(errs, errors.New("statement timeout must be positive"))
 	}
-	if c.MaxEventBytes < 256 || int64(c.MaxEventBytes) > c.MaxRequestBytes {
-		errs = append(errs, fmt.Errorf("max event bytes must be 256 bytes up to max request bytes, got %d", c.MaxEventBytes))
+	if c.MaxEventBytes < 256 || c.MaxEventBytes > MaxEventBytesLimit || int64(c.MaxEventBytes) > c.MaxRequestBytes {
+		errs = append(errs, fmt.Errorf("max event bytes must be 256 bytes to %d and at most max request bytes, got %d", MaxEventBytesLimit, c.MaxEventBytes))
 	}
 	if c.EventPastWindow <= 0 || c.EventFutureWindow < 0 {
 		errs = append(errs, errors.New("event time windows must not be negative (past window positive)"))

@@ -27,9 +27,11 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Batch is the value of one record: the accepted events of one ingest request of one tenant.
-// One record per validated batch (rather than per event) keeps the per-record overhead of the
-// broker protocol off the hot path; deduplication still happens per event in the rollup.
+// Batch is the value of one record: accepted events of one ingest request of one tenant. A
+// request becomes one record, or several when its events exceed the record size limit (each
+// record a Batch of the same tenant and received_time). Records per validated batch rather than
+// per event keep the broker protocol's per-record overhead off the hot path; deduplication still
+// happens per event in the rollup.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant that owns every event of the batch. It is also the record key prefix and the

@@ -1,0 +1,38 @@
+// Package eventlog is the Kafka event log between ingest (the writer) and rollup
+// (the reader): the record format, its decoder, a producer that reports success
+// only after the broker acknowledged a write, and topic setup.
+//
+// # Record format
+//
+// Every record goes to [Topic] and carries:
+//
+//   - key: the tenant ID. All of a tenant's records therefore land in one
+//     partition, in order. (A later change adds a shard, "tenant/shard", to
+//     spread large tenants; recordKey and tenantFromKey are the only places
+//     that change.)
+//   - value: a proto-encoded abacus.eventlog.v1.Batch whose tenant_id is the
+//     tenant. [Producer.Produce] splits a batch larger than [MaxRecordBytes]
+//     over several records, so every record fits the broker's default limit.
+//   - header [HeaderTenant]: the tenant ID again, and [HeaderSchema]: the
+//     decimal [SchemaVersion]. A reader rejects a record whose three copies of
+//     the tenant disagree or whose schema it does not know (see [Decode] and
+//     [ErrPoison]); such records go to [DeadLetterTopic].
+//   - W3C trace context (traceparent, tracestate) of the writer's span, so the
+//     rollup can continue the trace ([ExtractTraceContext]).
+//
+// The tenant is in the record three times on purpose (ARCHITECTURE.md,
+// invariant 1): the key decides partitioning, the header lets tools route and
+// filter without decoding, and the body is what is stored. Any disagreement is
+// a bug or tampering, never something to guess about.
+//
+// # Durability
+//
+// [Producer.Produce] returns nil only after Kafka acknowledged every record of
+// the batch with acks=all on an idempotent producer (invariant 2). Memory is
+// bounded by [ProducerConfig.MaxBufferedBytes]: when the buffer is full,
+// Produce fails at once with [ErrUnavailable] instead of queueing. Produce
+// also gives up when its context ends, so a caller with a deadline always gets
+// an answer in time even if the broker hangs. A batch given up on may still be
+// written later; that is safe because clients retry with the same event_ids and
+// the rollup deduplicates on (tenant, event_id) (invariant 3).
+package eventlog
