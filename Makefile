@@ -66,7 +66,7 @@ deps: ## Install PostgreSQL and redis-server from Debian when missing.
 	./internal/devstack/install-deps.sh
 
 .PHONY: tools
-tools: ## Install the pinned code-generation tools (tools/go.mod) into ./bin.
+tools: ## Install the pinned tools of tools/go.mod (buf, protoc plugins, grpcurl) into ./bin.
 	cd tools && GOBIN=$(BIN) $(GO) install tool
 
 .PHONY: proto-deps

@@ -523,3 +523,49 @@ func TestKafkaUnavailable(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond)
 	s.waitTotal(t, secret, "k", now, 4)
 }
+
+func TestIngestStreamThroughTheChain(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	now := time.Now().UTC()
+	secret := s.tenantWithKey(t, "streamer")
+	queryOnly := s.key(t, "streamer", adminv1.Scope_SCOPE_QUERY)
+	client := ingestv1.NewIngestServiceClient(s.conn)
+
+	stream, err := client.IngestStream(bearer(t.Context(), secret))
+	require.NoError(t, err)
+	batches := map[uint64][]*ingestv1.Event{
+		1: {event("s-1", "stream", now), event("s-2", "stream", now)},
+		2: {event("s-3", "stream", now), {EventId: "s-bad", Type: "stream"}}, // no timestamp
+		3: {event("s-1", "stream", now), event("s-4", "stream", now)},        // s-1 retried: counted once
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		require.NoError(t, stream.Send(&ingestv1.IngestStreamRequest{Sequence: seq, Events: batches[seq]}))
+	}
+	require.NoError(t, stream.CloseSend())
+	got := map[uint64]*ingestv1.IngestStreamResponse{}
+	for range 3 {
+		resp, err := stream.Recv()
+		require.NoError(t, err)
+		got[resp.GetSequence()] = resp
+	}
+	_, err = stream.Recv()
+	require.ErrorIs(t, err, io.EOF)
+	require.EqualValues(t, 2, got[1].GetAccepted())
+	require.EqualValues(t, 1, got[2].GetAccepted())
+	require.Len(t, got[2].GetRejected(), 1)
+	require.EqualValues(t, 1, got[2].GetRejected()[0].GetIndex())
+	require.Equal(t, ingestv1.RejectReason_REJECT_REASON_TIMESTAMP_MISSING, got[2].GetRejected()[0].GetReason())
+	require.EqualValues(t, 2, got[3].GetAccepted())
+	s.waitTotal(t, secret, "stream", now, 4)
+
+	// The chain authenticates streams too.
+	denied, err := client.IngestStream(bearer(t.Context(), queryOnly))
+	require.NoError(t, err)
+	_, err = denied.Recv()
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+	anonymous, err := client.IngestStream(t.Context())
+	require.NoError(t, err)
+	_, err = anonymous.Recv()
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+}

@@ -199,13 +199,13 @@ Try it:
     --data-urlencode granularity=GRANULARITY_MINUTE \
     --data-urlencode start=$(date -u -d '-10 min' +%FT%TZ) --data-urlencode end=$(date -u -d '+1 min' +%FT%TZ)
 
-  grpcurl -plaintext -H "authorization: Bearer $ABACUS_KEY" \
+  ./bin/grpcurl -plaintext -H "authorization: Bearer $ABACUS_KEY" \
     -d '{"events":[{"event_id":"e-2","type":"page_view","timestamp":"'$(date -u +%FT%TZ)'"}]}' \
     {{.GRPC}} abacus.ingest.v1.IngestService/Ingest
 
   curl -s http://{{.HTTP}}/v1/admin/tenants -H 'authorization: Bearer {{.Admin}}'
 
-Press Ctrl-C to stop; state is kept for the next start.
+(make tools puts grpcurl in ./bin.) Press Ctrl-C to stop; state is kept for the next start.
 `))
 
 func printBanner(out io.Writer, a *App, adminToken, key string) error {

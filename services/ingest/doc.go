@@ -18,6 +18,13 @@
 // and events past Config.MaxBatchEvents are rejected with BATCH_TOO_LARGE
 // without being looked at (send them again in another batch).
 //
+// A unary Ingest in which at least one event is accepted succeeds and lists
+// the rejected events in the response (partial success, as in OTLP). One in
+// which no event is accepted fails with [NothingAcceptedError]:
+// INVALID_ARGUMENT (HTTP 400) with a BadRequest detail naming events[i] and
+// its reason, so a client that only checks the status still learns that
+// nothing was kept. A stream always answers with verdicts.
+//
 // # Durability
 //
 // The accepted events of a request go to the event log in one Produce call,
