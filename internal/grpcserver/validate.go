@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -13,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/abacus-analytics/abacus/internal/rpcerror"
 )
 
 // validator checks requests against the protovalidate rules declared in the .proto files and
@@ -40,7 +41,7 @@ func (val *validator) check(m any) error {
 	if !errors.As(err, &verr) {
 		return fmt.Errorf("validate %s: %w", msg.ProtoReflect().Descriptor().FullName(), err)
 	}
-	return InvalidArgument(violations(verr)...)
+	return rpcerror.InvalidArgument(violations(verr)...)
 }
 
 func violations(verr *protovalidate.ValidationError) []*errdetails.BadRequest_FieldViolation {
@@ -53,20 +54,6 @@ func violations(verr *protovalidate.ValidationError) []*errdetails.BadRequest_Fi
 		})
 	}
 	return out
-}
-
-// InvalidArgument builds the INVALID_ARGUMENT status used for every bad request: the message
-// lists each field and what is wrong with it, and a BadRequest detail carries the same.
-func InvalidArgument(fields ...*errdetails.BadRequest_FieldViolation) error {
-	parts := make([]string, len(fields))
-	for i, f := range fields {
-		parts[i] = f.GetField() + ": " + f.GetDescription()
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
-	if ds, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: fields}); err == nil {
-		return ds.Err()
-	}
-	return st.Err()
 }
 
 func (val *validator) unary() grpc.UnaryServerInterceptor {
