@@ -57,7 +57,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "abacusd: %v\n", err)
+		// Report every problem at once: the bad values and what validation finds in the rest.
+		switch cmd {
+		case "serve":
+			err = errors.Join(err, cfg.Validate())
+		case "dev":
+			err = errors.Join(err, cfg.ValidateDev())
+		}
+		fmt.Fprintf(stderr, "abacusd: invalid configuration:\n%v\n", err)
 		return 2
 	}
 	logger := newLogger(cfg, stderr)

@@ -92,7 +92,9 @@ func Default() Config {
 func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
 
 // Parse reads flags from args (without the program or subcommand name) and, for each flag not on
-// the command line, the environment variable named in its usage (looked up with getenv).
+// the command line, the environment variable named in its usage (looked up with getenv). A
+// malformed command line returns at once; bad values are all reported together, with the
+// configuration read so far, so that the caller can add what Validate finds.
 func Parse(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	cfg := Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -153,10 +155,6 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
-	}
-
 	cfg.KafkaBrokers = splitList(brokers)
 	var err error
 	if cfg.Roles, err = parseRoles(roles); err != nil {
