@@ -11,6 +11,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -144,7 +145,9 @@ type Tenant struct {
 	// When the tenant was created (output only).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the tenant last changed (output only).
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Per-tenant overrides of the operator's default limits; unset fields use the defaults.
+	Limits        *TenantLimits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +217,160 @@ func (x *Tenant) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Tenant) GetLimits() *TenantLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// TenantLimits are overrides of the default limits for one tenant. A field that is not set
+// means "use the operator's default"; GetLimits on the tenant API shows the effective values.
+type TenantLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sustained events per second accepted from the tenant (rate limit, all nodes together).
+	EventsPerSecond *float64 `protobuf:"fixed64,1,opt,name=events_per_second,json=eventsPerSecond,proto3,oneof" json:"events_per_second,omitempty"`
+	// Events the tenant may send at once above the sustained rate (burst).
+	EventsBurst *int64 `protobuf:"varint,2,opt,name=events_burst,json=eventsBurst,proto3,oneof" json:"events_burst,omitempty"`
+	// Sustained ingest requests (or stream batches) per second.
+	RequestsPerSecond *float64 `protobuf:"fixed64,3,opt,name=requests_per_second,json=requestsPerSecond,proto3,oneof" json:"requests_per_second,omitempty"`
+	// Largest number of events in one request or stream batch.
+	MaxBatchEvents *int32 `protobuf:"varint,4,opt,name=max_batch_events,json=maxBatchEvents,proto3,oneof" json:"max_batch_events,omitempty"`
+	// Largest encoded event, in bytes.
+	MaxEventBytes *int32 `protobuf:"varint,5,opt,name=max_event_bytes,json=maxEventBytes,proto3,oneof" json:"max_event_bytes,omitempty"`
+	// Largest number of properties on one event.
+	MaxProperties *int32 `protobuf:"varint,6,opt,name=max_properties,json=maxProperties,proto3,oneof" json:"max_properties,omitempty"`
+	// How far in the past an event time may be.
+	TimestampPastWindow *durationpb.Duration `protobuf:"bytes,7,opt,name=timestamp_past_window,json=timestampPastWindow,proto3,oneof" json:"timestamp_past_window,omitempty"`
+	// How far in the future an event time may be.
+	TimestampFutureWindow *durationpb.Duration `protobuf:"bytes,8,opt,name=timestamp_future_window,json=timestampFutureWindow,proto3,oneof" json:"timestamp_future_window,omitempty"`
+	// Events accepted per calendar month (UTC), a hard limit; 0 means unlimited.
+	MonthlyEventQuota *int64 `protobuf:"varint,9,opt,name=monthly_event_quota,json=monthlyEventQuota,proto3,oneof" json:"monthly_event_quota,omitempty"`
+	// Soft threshold of the monthly quota: reported in usage and metrics, not enforced; 0 means none.
+	MonthlyEventQuotaSoft *int64 `protobuf:"varint,10,opt,name=monthly_event_quota_soft,json=monthlyEventQuotaSoft,proto3,oneof" json:"monthly_event_quota_soft,omitempty"`
+	// Sustained query requests per second.
+	QueryRequestsPerSecond *float64 `protobuf:"fixed64,11,opt,name=query_requests_per_second,json=queryRequestsPerSecond,proto3,oneof" json:"query_requests_per_second,omitempty"`
+	// Number of Kafka shards the tenant's events are spread over (each shard stays ordered).
+	// Raise it for a large tenant; lowering it only affects new events.
+	KafkaShards   *int32 `protobuf:"varint,12,opt,name=kafka_shards,json=kafkaShards,proto3,oneof" json:"kafka_shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantLimits) Reset() {
+	*x = TenantLimits{}
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantLimits) ProtoMessage() {}
+
+func (x *TenantLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantLimits.ProtoReflect.Descriptor instead.
+func (*TenantLimits) Descriptor() ([]byte, []int) {
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TenantLimits) GetEventsPerSecond() float64 {
+	if x != nil && x.EventsPerSecond != nil {
+		return *x.EventsPerSecond
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetEventsBurst() int64 {
+	if x != nil && x.EventsBurst != nil {
+		return *x.EventsBurst
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetRequestsPerSecond() float64 {
+	if x != nil && x.RequestsPerSecond != nil {
+		return *x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetMaxBatchEvents() int32 {
+	if x != nil && x.MaxBatchEvents != nil {
+		return *x.MaxBatchEvents
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetMaxEventBytes() int32 {
+	if x != nil && x.MaxEventBytes != nil {
+		return *x.MaxEventBytes
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetMaxProperties() int32 {
+	if x != nil && x.MaxProperties != nil {
+		return *x.MaxProperties
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetTimestampPastWindow() *durationpb.Duration {
+	if x != nil {
+		return x.TimestampPastWindow
+	}
+	return nil
+}
+
+func (x *TenantLimits) GetTimestampFutureWindow() *durationpb.Duration {
+	if x != nil {
+		return x.TimestampFutureWindow
+	}
+	return nil
+}
+
+func (x *TenantLimits) GetMonthlyEventQuota() int64 {
+	if x != nil && x.MonthlyEventQuota != nil {
+		return *x.MonthlyEventQuota
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetMonthlyEventQuotaSoft() int64 {
+	if x != nil && x.MonthlyEventQuotaSoft != nil {
+		return *x.MonthlyEventQuotaSoft
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetQueryRequestsPerSecond() float64 {
+	if x != nil && x.QueryRequestsPerSecond != nil {
+		return *x.QueryRequestsPerSecond
+	}
+	return 0
+}
+
+func (x *TenantLimits) GetKafkaShards() int32 {
+	if x != nil && x.KafkaShards != nil {
+		return *x.KafkaShards
+	}
+	return 0
+}
+
 // ApiKey describes an API key. The secret is never part of it.
 type ApiKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -230,14 +387,16 @@ type ApiKey struct {
 	// When the key stops working by itself; absent for keys that do not expire.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// When the key was revoked; absent for keys that were not revoked.
-	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// When the key was last used, to the minute; absent for keys never used.
+	LastUsedTime  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_used_time,json=lastUsedTime,proto3" json:"last_used_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +408,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +421,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApiKey) GetKeyId() string {
@@ -314,6 +473,13 @@ func (x *ApiKey) GetRevokeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiKey) GetLastUsedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedTime
+	}
+	return nil
+}
+
 // CreateTenantRequest is the input of CreateTenant.
 type CreateTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -327,7 +493,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +505,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +518,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTenantRequest) GetTenantId() string {
@@ -380,7 +546,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +558,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +571,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -426,7 +592,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +604,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +617,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTenantRequest) GetTenantId() string {
@@ -472,7 +638,7 @@ type GetTenantResponse struct {
 
 func (x *GetTenantResponse) Reset() {
 	*x = GetTenantResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +650,7 @@ func (x *GetTenantResponse) String() string {
 func (*GetTenantResponse) ProtoMessage() {}
 
 func (x *GetTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +663,7 @@ func (x *GetTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantResponse.ProtoReflect.Descriptor instead.
 func (*GetTenantResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTenantResponse) GetTenant() *Tenant {
@@ -520,7 +686,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +698,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +711,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -575,7 +741,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +753,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +766,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -623,8 +789,9 @@ type UpdateTenantRequest struct {
 	// The tenant to update, identified by tenant.tenant_id, with the new values of the fields named
 	// in update_mask.
 	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// Fields to update: `display_name`, `state`. Over REST, when absent, the fields present in the
-	// body are updated.
+	// Fields to update: `display_name`, `state`, `limits` (every override at once) or
+	// `limits.<field>` (one override; sending the field unset removes the override). Over REST,
+	// when absent, the fields present in the body are updated.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -632,7 +799,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +811,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +824,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateTenantRequest) GetTenant() *Tenant {
@@ -685,7 +852,7 @@ type UpdateTenantResponse struct {
 
 func (x *UpdateTenantResponse) Reset() {
 	*x = UpdateTenantResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +864,7 @@ func (x *UpdateTenantResponse) String() string {
 func (*UpdateTenantResponse) ProtoMessage() {}
 
 func (x *UpdateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +877,7 @@ func (x *UpdateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTenantResponse) GetTenant() *Tenant {
@@ -737,7 +904,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +916,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +929,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateApiKeyRequest) GetTenantId() string {
@@ -806,7 +973,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +985,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +998,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -863,7 +1030,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1042,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1055,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListApiKeysRequest) GetTenantId() string {
@@ -925,7 +1092,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1104,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1117,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -967,6 +1134,134 @@ func (x *ListApiKeysResponse) GetNextPageToken() string {
 	return ""
 }
 
+// RotateApiKeyRequest is the input of RotateApiKey.
+type RotateApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant that owns the key.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The key to replace.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// How long the old key keeps working; 0 ends it at once; at most 30 days. Absent means 24 hours.
+	GracePeriod   *durationpb.Duration `protobuf:"bytes,3,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateApiKeyRequest) Reset() {
+	*x = RotateApiKeyRequest{}
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateApiKeyRequest) ProtoMessage() {}
+
+func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RotateApiKeyRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RotateApiKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RotateApiKeyRequest) GetGracePeriod() *durationpb.Duration {
+	if x != nil {
+		return x.GracePeriod
+	}
+	return nil
+}
+
+// RotateApiKeyResponse is the output of RotateApiKey.
+type RotateApiKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new key's description.
+	ApiKey *ApiKey `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// The new key's secret, shown only in this response.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The old key, now with its expire_time at the end of the grace period.
+	PreviousApiKey *ApiKey `protobuf:"bytes,3,opt,name=previous_api_key,json=previousApiKey,proto3" json:"previous_api_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateApiKeyResponse) Reset() {
+	*x = RotateApiKeyResponse{}
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateApiKeyResponse) ProtoMessage() {}
+
+func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RotateApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *RotateApiKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *RotateApiKeyResponse) GetPreviousApiKey() *ApiKey {
+	if x != nil {
+		return x.PreviousApiKey
+	}
+	return nil
+}
+
 // RevokeApiKeyRequest is the input of RevokeApiKey.
 type RevokeApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -980,7 +1275,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1287,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1300,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeApiKeyRequest) GetTenantId() string {
@@ -1033,7 +1328,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1340,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_abacus_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_abacus_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1353,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_abacus_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -1072,7 +1367,7 @@ var File_abacus_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1babacus/admin/v1/admin.proto\x12\x0fabacus.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n" +
+	"\x1babacus/admin/v1/admin.proto\x12\x0fabacus.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x02\n" +
 	"\x06Tenant\x12A\n" +
 	"\ttenant_id\x18\x01 \x01(\tB$\xbaH!r\x1f\x10\x03\x18?2\x19^[a-z][a-z0-9-]*[a-z0-9]$R\btenantId\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12<\n" +
@@ -1080,7 +1375,37 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xc6\x02\n" +
+	"updateTime\x125\n" +
+	"\x06limits\x18\x06 \x01(\v2\x1d.abacus.admin.v1.TenantLimitsR\x06limits\"\xfd\b\n" +
+	"\fTenantLimits\x12H\n" +
+	"\x11events_per_second\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\xd0\x12cA!\x00\x00\x00\x00\x00\x00\x00\x00H\x00R\x0feventsPerSecond\x88\x01\x01\x124\n" +
+	"\fevents_burst\x18\x02 \x01(\x03B\f\xbaH\t\"\a\x18\x80\xc2\xd7/(\x01H\x01R\veventsBurst\x88\x01\x01\x12L\n" +
+	"\x13requests_per_second\x18\x03 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x80\x84.A!\x00\x00\x00\x00\x00\x00\x00\x00H\x02R\x11requestsPerSecond\x88\x01\x01\x129\n" +
+	"\x10max_batch_events\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x01H\x03R\x0emaxBatchEvents\x88\x01\x01\x129\n" +
+	"\x0fmax_event_bytes\x18\x05 \x01(\x05B\f\xbaH\t\x1a\a\x18\x80\x90\x1c(\x80\x02H\x04R\rmaxEventBytes\x88\x01\x01\x125\n" +
+	"\x0emax_properties\x18\x06 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00H\x05R\rmaxProperties\x88\x01\x01\x12c\n" +
+	"\x15timestamp_past_window\x18\a \x01(\v2\x19.google.protobuf.DurationB\x0f\xbaH\f\xaa\x01\t\"\x05\b\x80\x8a\x8a\x0f*\x00H\x06R\x13timestampPastWindow\x88\x01\x01\x12f\n" +
+	"\x17timestamp_future_window\x18\b \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00H\aR\x15timestampFutureWindow\x88\x01\x01\x12<\n" +
+	"\x13monthly_event_quota\x18\t \x01(\x03B\a\xbaH\x04\"\x02(\x00H\bR\x11monthlyEventQuota\x88\x01\x01\x12E\n" +
+	"\x18monthly_event_quota_soft\x18\n" +
+	" \x01(\x03B\a\xbaH\x04\"\x02(\x00H\tR\x15monthlyEventQuotaSoft\x88\x01\x01\x12W\n" +
+	"\x19query_requests_per_second\x18\v \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x80\x84.A!\x00\x00\x00\x00\x00\x00\x00\x00H\n" +
+	"R\x16queryRequestsPerSecond\x88\x01\x01\x122\n" +
+	"\fkafka_shards\x18\f \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x80\x02(\x01H\vR\vkafkaShards\x88\x01\x01B\x14\n" +
+	"\x12_events_per_secondB\x0f\n" +
+	"\r_events_burstB\x16\n" +
+	"\x14_requests_per_secondB\x13\n" +
+	"\x11_max_batch_eventsB\x12\n" +
+	"\x10_max_event_bytesB\x11\n" +
+	"\x0f_max_propertiesB\x18\n" +
+	"\x16_timestamp_past_windowB\x1a\n" +
+	"\x18_timestamp_future_windowB\x16\n" +
+	"\x14_monthly_event_quotaB\x1b\n" +
+	"\x19_monthly_event_quota_softB\x1c\n" +
+	"\x1a_query_requests_per_secondB\x0f\n" +
+	"\r_kafka_shards\"\x88\x03\n" +
 	"\x06ApiKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12!\n" +
@@ -1091,7 +1416,8 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12;\n" +
 	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime\"\x85\x01\n" +
+	"revokeTime\x12@\n" +
+	"\x0elast_used_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\"\x85\x01\n" +
 	"\x13CreateTenantRequest\x12A\n" +
 	"\ttenant_id\x18\x01 \x01(\tB$\xbaH!r\x1f\x10\x03\x18?2\x19^[a-z][a-z0-9-]*[a-z0-9]$R\btenantId\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\"G\n" +
@@ -1132,7 +1458,15 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"q\n" +
 	"\x13ListApiKeysResponse\x122\n" +
 	"\bapi_keys\x18\x01 \x03(\v2\x17.abacus.admin.v1.ApiKeyR\aapiKeys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd8\x01\n" +
+	"\x13RotateApiKeyRequest\x12A\n" +
+	"\ttenant_id\x18\x01 \x01(\tB$\xbaH!r\x1f\x10\x03\x18?2\x19^[a-z][a-z0-9-]*[a-z0-9]$R\btenantId\x12/\n" +
+	"\x06key_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x0e^[0-9A-Za-z]+$\x98\x01\x10R\x05keyId\x12M\n" +
+	"\fgrace_period\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0f\xbaH\f\xaa\x01\t\"\x05\b\x80\x9a\x9e\x012\x00R\vgracePeriod\"\xa3\x01\n" +
+	"\x14RotateApiKeyResponse\x120\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x17.abacus.admin.v1.ApiKeyR\x06apiKey\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12A\n" +
+	"\x10previous_api_key\x18\x03 \x01(\v2\x17.abacus.admin.v1.ApiKeyR\x0epreviousApiKey\"\x89\x01\n" +
 	"\x13RevokeApiKeyRequest\x12A\n" +
 	"\ttenant_id\x18\x01 \x01(\tB$\xbaH!r\x1f\x10\x03\x18?2\x19^[a-z][a-z0-9-]*[a-z0-9]$R\btenantId\x12/\n" +
 	"\x06key_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x0e^[0-9A-Za-z]+$\x98\x01\x10R\x05keyId\"H\n" +
@@ -1145,7 +1479,7 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSCOPE_INGEST\x10\x01\x12\x0f\n" +
-	"\vSCOPE_QUERY\x10\x022\xca\a\n" +
+	"\vSCOPE_QUERY\x10\x022\xeb\b\n" +
 	"\fAdminService\x12y\n" +
 	"\fCreateTenant\x12$.abacus.admin.v1.CreateTenantRequest\x1a%.abacus.admin.v1.CreateTenantResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/admin/tenants\x12y\n" +
 	"\tGetTenant\x12!.abacus.admin.v1.GetTenantRequest\x1a\".abacus.admin.v1.GetTenantResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/admin/tenants/{tenant_id}\x12s\n" +
@@ -1153,6 +1487,7 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\fUpdateTenant\x12$.abacus.admin.v1.UpdateTenantRequest\x1a%.abacus.admin.v1.UpdateTenantResponse\"4\x82\xd3\xe4\x93\x02.:\x06tenant2$/v1/admin/tenants/{tenant.tenant_id}\x12\x8e\x01\n" +
 	"\fCreateApiKey\x12$.abacus.admin.v1.CreateApiKeyRequest\x1a%.abacus.admin.v1.CreateApiKeyResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/admin/tenants/{tenant_id}/api-keys\x12\x88\x01\n" +
 	"\vListApiKeys\x12#.abacus.admin.v1.ListApiKeysRequest\x1a$.abacus.admin.v1.ListApiKeysResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/admin/tenants/{tenant_id}/api-keys\x12\x9e\x01\n" +
+	"\fRotateApiKey\x12$.abacus.admin.v1.RotateApiKeyRequest\x1a%.abacus.admin.v1.RotateApiKeyResponse\"A\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/admin/tenants/{tenant_id}/api-keys/{key_id}:rotate\x12\x9e\x01\n" +
 	"\fRevokeApiKey\x12$.abacus.admin.v1.RevokeApiKeyRequest\x1a%.abacus.admin.v1.RevokeApiKeyResponse\"A\x82\xd3\xe4\x93\x02;:\x01*\"6/v1/admin/tenants/{tenant_id}/api-keys/{key_id}:revokeB@Z>github.com/abacus-analytics/abacus/gen/abacus/admin/v1;adminv1b\x06proto3"
 
 var (
@@ -1168,67 +1503,80 @@ func file_abacus_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_abacus_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_abacus_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_abacus_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_abacus_admin_v1_admin_proto_goTypes = []any{
 	(TenantState)(0),              // 0: abacus.admin.v1.TenantState
 	(Scope)(0),                    // 1: abacus.admin.v1.Scope
 	(*Tenant)(nil),                // 2: abacus.admin.v1.Tenant
-	(*ApiKey)(nil),                // 3: abacus.admin.v1.ApiKey
-	(*CreateTenantRequest)(nil),   // 4: abacus.admin.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),  // 5: abacus.admin.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),      // 6: abacus.admin.v1.GetTenantRequest
-	(*GetTenantResponse)(nil),     // 7: abacus.admin.v1.GetTenantResponse
-	(*ListTenantsRequest)(nil),    // 8: abacus.admin.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 9: abacus.admin.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),   // 10: abacus.admin.v1.UpdateTenantRequest
-	(*UpdateTenantResponse)(nil),  // 11: abacus.admin.v1.UpdateTenantResponse
-	(*CreateApiKeyRequest)(nil),   // 12: abacus.admin.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),  // 13: abacus.admin.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),    // 14: abacus.admin.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),   // 15: abacus.admin.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),   // 16: abacus.admin.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),  // 17: abacus.admin.v1.RevokeApiKeyResponse
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 19: google.protobuf.FieldMask
+	(*TenantLimits)(nil),          // 3: abacus.admin.v1.TenantLimits
+	(*ApiKey)(nil),                // 4: abacus.admin.v1.ApiKey
+	(*CreateTenantRequest)(nil),   // 5: abacus.admin.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),  // 6: abacus.admin.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),      // 7: abacus.admin.v1.GetTenantRequest
+	(*GetTenantResponse)(nil),     // 8: abacus.admin.v1.GetTenantResponse
+	(*ListTenantsRequest)(nil),    // 9: abacus.admin.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 10: abacus.admin.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),   // 11: abacus.admin.v1.UpdateTenantRequest
+	(*UpdateTenantResponse)(nil),  // 12: abacus.admin.v1.UpdateTenantResponse
+	(*CreateApiKeyRequest)(nil),   // 13: abacus.admin.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),  // 14: abacus.admin.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),    // 15: abacus.admin.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),   // 16: abacus.admin.v1.ListApiKeysResponse
+	(*RotateApiKeyRequest)(nil),   // 17: abacus.admin.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),  // 18: abacus.admin.v1.RotateApiKeyResponse
+	(*RevokeApiKeyRequest)(nil),   // 19: abacus.admin.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),  // 20: abacus.admin.v1.RevokeApiKeyResponse
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil), // 23: google.protobuf.FieldMask
 }
 var file_abacus_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: abacus.admin.v1.Tenant.state:type_name -> abacus.admin.v1.TenantState
-	18, // 1: abacus.admin.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	18, // 2: abacus.admin.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: abacus.admin.v1.ApiKey.scopes:type_name -> abacus.admin.v1.Scope
-	18, // 4: abacus.admin.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	18, // 5: abacus.admin.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 6: abacus.admin.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	2,  // 7: abacus.admin.v1.CreateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	2,  // 8: abacus.admin.v1.GetTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	2,  // 9: abacus.admin.v1.ListTenantsResponse.tenants:type_name -> abacus.admin.v1.Tenant
-	2,  // 10: abacus.admin.v1.UpdateTenantRequest.tenant:type_name -> abacus.admin.v1.Tenant
-	19, // 11: abacus.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 12: abacus.admin.v1.UpdateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	1,  // 13: abacus.admin.v1.CreateApiKeyRequest.scopes:type_name -> abacus.admin.v1.Scope
-	18, // 14: abacus.admin.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 15: abacus.admin.v1.CreateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
-	3,  // 16: abacus.admin.v1.ListApiKeysResponse.api_keys:type_name -> abacus.admin.v1.ApiKey
-	3,  // 17: abacus.admin.v1.RevokeApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
-	4,  // 18: abacus.admin.v1.AdminService.CreateTenant:input_type -> abacus.admin.v1.CreateTenantRequest
-	6,  // 19: abacus.admin.v1.AdminService.GetTenant:input_type -> abacus.admin.v1.GetTenantRequest
-	8,  // 20: abacus.admin.v1.AdminService.ListTenants:input_type -> abacus.admin.v1.ListTenantsRequest
-	10, // 21: abacus.admin.v1.AdminService.UpdateTenant:input_type -> abacus.admin.v1.UpdateTenantRequest
-	12, // 22: abacus.admin.v1.AdminService.CreateApiKey:input_type -> abacus.admin.v1.CreateApiKeyRequest
-	14, // 23: abacus.admin.v1.AdminService.ListApiKeys:input_type -> abacus.admin.v1.ListApiKeysRequest
-	16, // 24: abacus.admin.v1.AdminService.RevokeApiKey:input_type -> abacus.admin.v1.RevokeApiKeyRequest
-	5,  // 25: abacus.admin.v1.AdminService.CreateTenant:output_type -> abacus.admin.v1.CreateTenantResponse
-	7,  // 26: abacus.admin.v1.AdminService.GetTenant:output_type -> abacus.admin.v1.GetTenantResponse
-	9,  // 27: abacus.admin.v1.AdminService.ListTenants:output_type -> abacus.admin.v1.ListTenantsResponse
-	11, // 28: abacus.admin.v1.AdminService.UpdateTenant:output_type -> abacus.admin.v1.UpdateTenantResponse
-	13, // 29: abacus.admin.v1.AdminService.CreateApiKey:output_type -> abacus.admin.v1.CreateApiKeyResponse
-	15, // 30: abacus.admin.v1.AdminService.ListApiKeys:output_type -> abacus.admin.v1.ListApiKeysResponse
-	17, // 31: abacus.admin.v1.AdminService.RevokeApiKey:output_type -> abacus.admin.v1.RevokeApiKeyResponse
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	21, // 1: abacus.admin.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	21, // 2: abacus.admin.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 3: abacus.admin.v1.Tenant.limits:type_name -> abacus.admin.v1.TenantLimits
+	22, // 4: abacus.admin.v1.TenantLimits.timestamp_past_window:type_name -> google.protobuf.Duration
+	22, // 5: abacus.admin.v1.TenantLimits.timestamp_future_window:type_name -> google.protobuf.Duration
+	1,  // 6: abacus.admin.v1.ApiKey.scopes:type_name -> abacus.admin.v1.Scope
+	21, // 7: abacus.admin.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	21, // 8: abacus.admin.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 9: abacus.admin.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	21, // 10: abacus.admin.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: abacus.admin.v1.CreateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	2,  // 12: abacus.admin.v1.GetTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	2,  // 13: abacus.admin.v1.ListTenantsResponse.tenants:type_name -> abacus.admin.v1.Tenant
+	2,  // 14: abacus.admin.v1.UpdateTenantRequest.tenant:type_name -> abacus.admin.v1.Tenant
+	23, // 15: abacus.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 16: abacus.admin.v1.UpdateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	1,  // 17: abacus.admin.v1.CreateApiKeyRequest.scopes:type_name -> abacus.admin.v1.Scope
+	21, // 18: abacus.admin.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 19: abacus.admin.v1.CreateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 20: abacus.admin.v1.ListApiKeysResponse.api_keys:type_name -> abacus.admin.v1.ApiKey
+	22, // 21: abacus.admin.v1.RotateApiKeyRequest.grace_period:type_name -> google.protobuf.Duration
+	4,  // 22: abacus.admin.v1.RotateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 23: abacus.admin.v1.RotateApiKeyResponse.previous_api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 24: abacus.admin.v1.RevokeApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	5,  // 25: abacus.admin.v1.AdminService.CreateTenant:input_type -> abacus.admin.v1.CreateTenantRequest
+	7,  // 26: abacus.admin.v1.AdminService.GetTenant:input_type -> abacus.admin.v1.GetTenantRequest
+	9,  // 27: abacus.admin.v1.AdminService.ListTenants:input_type -> abacus.admin.v1.ListTenantsRequest
+	11, // 28: abacus.admin.v1.AdminService.UpdateTenant:input_type -> abacus.admin.v1.UpdateTenantRequest
+	13, // 29: abacus.admin.v1.AdminService.CreateApiKey:input_type -> abacus.admin.v1.CreateApiKeyRequest
+	15, // 30: abacus.admin.v1.AdminService.ListApiKeys:input_type -> abacus.admin.v1.ListApiKeysRequest
+	17, // 31: abacus.admin.v1.AdminService.RotateApiKey:input_type -> abacus.admin.v1.RotateApiKeyRequest
+	19, // 32: abacus.admin.v1.AdminService.RevokeApiKey:input_type -> abacus.admin.v1.RevokeApiKeyRequest
+	6,  // 33: abacus.admin.v1.AdminService.CreateTenant:output_type -> abacus.admin.v1.CreateTenantResponse
+	8,  // 34: abacus.admin.v1.AdminService.GetTenant:output_type -> abacus.admin.v1.GetTenantResponse
+	10, // 35: abacus.admin.v1.AdminService.ListTenants:output_type -> abacus.admin.v1.ListTenantsResponse
+	12, // 36: abacus.admin.v1.AdminService.UpdateTenant:output_type -> abacus.admin.v1.UpdateTenantResponse
+	14, // 37: abacus.admin.v1.AdminService.CreateApiKey:output_type -> abacus.admin.v1.CreateApiKeyResponse
+	16, // 38: abacus.admin.v1.AdminService.ListApiKeys:output_type -> abacus.admin.v1.ListApiKeysResponse
+	18, // 39: abacus.admin.v1.AdminService.RotateApiKey:output_type -> abacus.admin.v1.RotateApiKeyResponse
+	20, // 40: abacus.admin.v1.AdminService.RevokeApiKey:output_type -> abacus.admin.v1.RevokeApiKeyResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_abacus_admin_v1_admin_proto_init() }
@@ -1236,13 +1584,14 @@ func file_abacus_admin_v1_admin_proto_init() {
 	if File_abacus_admin_v1_admin_proto != nil {
 		return
 	}
+	file_abacus_admin_v1_admin_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_abacus_admin_v1_admin_proto_rawDesc), len(file_abacus_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

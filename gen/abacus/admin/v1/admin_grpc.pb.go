@@ -25,6 +25,7 @@ const (
 	AdminService_UpdateTenant_FullMethodName = "/abacus.admin.v1.AdminService/UpdateTenant"
 	AdminService_CreateApiKey_FullMethodName = "/abacus.admin.v1.AdminService/CreateApiKey"
 	AdminService_ListApiKeys_FullMethodName  = "/abacus.admin.v1.AdminService/ListApiKeys"
+	AdminService_RotateApiKey_FullMethodName = "/abacus.admin.v1.AdminService/RotateApiKey"
 	AdminService_RevokeApiKey_FullMethodName = "/abacus.admin.v1.AdminService/RevokeApiKey"
 )
 
@@ -48,6 +49,9 @@ type AdminServiceClient interface {
 	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
 	// ListApiKeys returns a tenant's API keys (never their secrets), a page at a time.
 	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
+	// RotateApiKey issues a new key with the same scopes and sets the old key to expire after a
+	// grace period, so clients can switch over without downtime. The new secret is shown once.
+	RotateApiKey(ctx context.Context, in *RotateApiKeyRequest, opts ...grpc.CallOption) (*RotateApiKeyResponse, error)
 	// RevokeApiKey revokes a key. Revocation is effective on every node within 5 seconds and
 	// cannot be undone. Revoking a revoked key is not an error.
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
@@ -121,6 +125,16 @@ func (c *adminServiceClient) ListApiKeys(ctx context.Context, in *ListApiKeysReq
 	return out, nil
 }
 
+func (c *adminServiceClient) RotateApiKey(ctx context.Context, in *RotateApiKeyRequest, opts ...grpc.CallOption) (*RotateApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateApiKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_RotateApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevokeApiKeyResponse)
@@ -151,6 +165,9 @@ type AdminServiceServer interface {
 	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
 	// ListApiKeys returns a tenant's API keys (never their secrets), a page at a time.
 	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
+	// RotateApiKey issues a new key with the same scopes and sets the old key to expire after a
+	// grace period, so clients can switch over without downtime. The new secret is shown once.
+	RotateApiKey(context.Context, *RotateApiKeyRequest) (*RotateApiKeyResponse, error)
 	// RevokeApiKey revokes a key. Revocation is effective on every node within 5 seconds and
 	// cannot be undone. Revoking a revoked key is not an error.
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
@@ -181,6 +198,9 @@ func (UnimplementedAdminServiceServer) CreateApiKey(context.Context, *CreateApiK
 }
 func (UnimplementedAdminServiceServer) ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListApiKeys not implemented")
+}
+func (UnimplementedAdminServiceServer) RotateApiKey(context.Context, *RotateApiKeyRequest) (*RotateApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateApiKey not implemented")
 }
 func (UnimplementedAdminServiceServer) RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiKey not implemented")
@@ -314,6 +334,24 @@ func _AdminService_ListApiKeys_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_RotateApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RotateApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RotateApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RotateApiKey(ctx, req.(*RotateApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_RevokeApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RevokeApiKeyRequest)
 	if err := dec(in); err != nil {
@@ -362,6 +400,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListApiKeys",
 			Handler:    _AdminService_ListApiKeys_Handler,
+		},
+		{
+			MethodName: "RotateApiKey",
+			Handler:    _AdminService_RotateApiKey_Handler,
 		},
 		{
 			MethodName: "RevokeApiKey",
