@@ -280,3 +280,10 @@ func (o *Overrides) MonthlyQuota(id ID) (hard, soft int64) {
 
 // KafkaShards is how many record keys the tenant's events spread over.
 func (o *Overrides) KafkaShards(id ID) int { return o.For(id).KafkaShards }
+
+// MonthPeriod returns the quota period containing t: the calendar month in UTC, [start, end).
+func MonthPeriod(t time.Time) (start, end time.Time) {
+	t = t.UTC()
+	start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return start, start.AddDate(0, 1, 0)
+}

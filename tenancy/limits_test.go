@@ -65,3 +65,10 @@ func TestOverridesApplyAndReload(t *testing.T) {
 	require.Error(t, o.Reload(t.Context()))
 	require.Equal(t, 8, o.KafkaShards("big"))
 }
+
+func TestMonthPeriod(t *testing.T) {
+	t.Parallel()
+	start, end := MonthPeriod(time.Date(2026, 12, 31, 23, 59, 59, 0, time.FixedZone("x", -5*3600)))
+	require.Equal(t, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), start, "the instant is in January in UTC")
+	require.Equal(t, time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC), end)
+}
