@@ -6,10 +6,10 @@
 //
 // Every record goes to [Topic] and carries:
 //
-//   - key: the tenant ID. All of a tenant's records therefore land in one
-//     partition, in order. (A later change adds a shard, "tenant/shard", to
-//     spread large tenants; recordKey and tenantFromKey are the only places
-//     that change.)
+//   - key: the tenant ID for the tenant's shard 0, "tenant/N" for shard N. A
+//     tenant has one shard unless an operator raises its kafka_shards limit;
+//     an event's shard is a hash of its user_id (else its event_id), so each
+//     end user's events stay in order in one partition (see shard.go).
 //   - value: a proto-encoded abacus.eventlog.v1.Batch whose tenant_id is the
 //     tenant. [Producer.Produce] splits a batch larger than [MaxRecordBytes]
 //     over several records, so every record fits the broker's default limit.

@@ -59,6 +59,14 @@ type ProducerConfig struct {
 	// successful write before it is failed (default 30s). It is what frees
 	// the buffer of records whose callers already gave up.
 	DeliveryTimeout time.Duration
+	// Shards says how many shards each tenant's events spread over (nil: one shard for
+	// everyone). *tenancy.Overrides satisfies it.
+	Shards ShardCounter
+}
+
+// ShardCounter gives the number of Kafka shards of a tenant.
+type ShardCounter interface {
+	KafkaShards(id tenancy.ID) int
 }
 
 func (c ProducerConfig) withDefaults() ProducerConfig {
@@ -106,6 +114,7 @@ func (c ProducerConfig) Validate() error {
 // concurrent use. Create it with [NewProducer]; stop it with [Producer.Close].
 type Producer struct {
 	client  *kgo.Client
+	shards  ShardCounter
 	logger  *slog.Logger
 	reg     prometheus.Registerer
 	metrics *producerMetrics
@@ -158,7 +167,7 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger, reg prometheus.Registe
 			}
 		}
 	}
-	return &Producer{client: client, logger: logger, reg: reg, metrics: m}, nil
+	return &Producer{client: client, shards: cfg.Shards, logger: logger, reg: reg, metrics: m}, nil
 }
 
 // Produce writes batch as tenant's and returns nil only after Kafka
@@ -181,9 +190,17 @@ func (p *Producer) Produce(ctx context.Context, tenant tenancy.ID, batch *eventl
 	start := time.Now()
 	defer func() { p.metrics.seconds.Observe(time.Since(start).Seconds()) }()
 
-	records, err := splitRecords(ctx, tenant, batch)
-	if err != nil {
-		return err
+	shards := 1
+	if p.shards != nil {
+		shards = p.shards.KafkaShards(tenant)
+	}
+	var records []*kgo.Record
+	for shard, part := range shardBatch(batch, shards) {
+		rs, err := splitRecords(ctx, tenant, shard, part)
+		if err != nil {
+			return err
+		}
+		records = append(records, rs...)
 	}
 	if len(records) == 0 {
 		return nil
@@ -241,7 +258,7 @@ func produceError(tenant tenancy.ID, err error) error {
 
 // splitRecords encodes batch into records of at most MaxRecordBytes of
 // value each, keeping the events in order.
-func splitRecords(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batch) ([]*kgo.Record, error) {
+func splitRecords(ctx context.Context, tenant tenancy.ID, shard int, batch *eventlogv1.Batch) ([]*kgo.Record, error) {
 	if batch == nil {
 		return nil, errors.New("eventlog: produce: nil batch")
 	}
@@ -253,7 +270,7 @@ func splitRecords(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batc
 	base := proto.Size(envelope)
 	// The common case: everything fits into one record.
 	if base+proto.Size(batch) <= MaxRecordBytes {
-		r, err := NewRecord(ctx, tenant, batch)
+		r, err := NewShardRecord(ctx, tenant, shard, batch)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +283,7 @@ func splitRecords(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batc
 		size    = base
 	)
 	flush := func(to int) error {
-		r, err := NewRecord(ctx, tenant, &eventlogv1.Batch{
+		r, err := NewShardRecord(ctx, tenant, shard, &eventlogv1.Batch{
 			TenantId:     batch.GetTenantId(),
 			Events:       events[from:to],
 			ReceivedTime: batch.GetReceivedTime(),

@@ -49,6 +49,15 @@ var traceContext propagation.TraceContext
 // It fails when tenant is not a valid ID, when batch is nil, or when batch
 // already names a different tenant; all of these are programming errors.
 func NewRecord(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batch) (*kgo.Record, error) {
+	return NewShardRecord(ctx, tenant, 0, batch)
+}
+
+// NewShardRecord is NewRecord for one of the tenant's shards (0 ≤ shard < tenancy.MaxKafkaShards):
+// the record key names the tenant and the shard; see shard.go.
+func NewShardRecord(ctx context.Context, tenant tenancy.ID, shard int, batch *eventlogv1.Batch) (*kgo.Record, error) {
+	if shard < 0 || shard >= tenancy.MaxKafkaShards {
+		return nil, fmt.Errorf("eventlog: new record: shard %d out of range", shard)
+	}
 	if _, err := tenancy.ParseID(string(tenant)); err != nil {
 		return nil, fmt.Errorf("eventlog: new record: %w", err)
 	}
@@ -69,7 +78,7 @@ func NewRecord(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batch) 
 	}
 	r := &kgo.Record{
 		Topic: Topic,
-		Key:   recordKey(tenant),
+		Key:   recordKey(tenant, shard),
 		Value: value,
 		Headers: []kgo.RecordHeader{
 			{Key: HeaderTenant, Value: []byte(tenant)},
@@ -80,18 +89,6 @@ func NewRecord(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batch) 
 	// produce, which is also what its delivery timeout counts from.
 	traceContext.Inject(ctx, (*headerCarrier)(&r.Headers))
 	return r, nil
-}
-
-// recordKey is the partitioning key of tenant's records. Today it is the
-// tenant ID, so each tenant's records stay in one partition, in order. The
-// planned "tenant/shard" key changes this function and tenantFromKey only.
-func recordKey(tenant tenancy.ID) []byte {
-	return []byte(tenant)
-}
-
-// tenantFromKey returns the tenant part of a record key (see recordKey).
-func tenantFromKey(key []byte) string {
-	return string(key)
 }
 
 // Decode checks and decodes a record written by [NewRecord]. It returns the
@@ -121,8 +118,12 @@ func Decode(r *kgo.Record) (tenancy.ID, *eventlogv1.Batch, error) {
 	if err != nil {
 		return "", nil, poison("header %s: %v", HeaderTenant, err)
 	}
-	if key := tenantFromKey(r.Key); key != string(tenant) {
-		return "", nil, poison("key %s does not match header %s %q", quote([]byte(key)), HeaderTenant, tenant)
+	key, _, err := parseRecordKey(r.Key)
+	if err != nil {
+		return "", nil, poison("key %s: %v", quote(r.Key), err)
+	}
+	if key != string(tenant) {
+		return "", nil, poison("key %s does not match header %s %q", quote(r.Key), HeaderTenant, tenant)
 	}
 
 	batch := new(eventlogv1.Batch)
