@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -63,6 +64,11 @@ type Config struct {
 	LookupTimeout time.Duration
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
+	// Toucher, when set, is told of every successful API key authentication
+	// so that the key's last use is recorded (debounced; see [Toucher]). Nil
+	// records nothing. The Authenticator does not run it: its owner calls
+	// [Toucher.Run].
+	Toucher *Toucher
 }
 
 // Validate returns every problem with the configuration, joined.
@@ -134,7 +140,8 @@ type KeyRecord struct {
 	RevokedAt time.Time
 	// ExpiresAt is when the key expires; zero means never.
 	ExpiresAt time.Time
-	// TenantActive is false while the owning tenant is suspended or deleted.
+	// TenantActive is false while the owning tenant is suspended. (A store
+	// does not return the keys of a deleted tenant at all.)
 	TenantActive bool
 }
 
@@ -247,10 +254,14 @@ func (a *Authenticator) authenticate(ctx context.Context, token string) (Princip
 
 // AuthenticateKey checks an API key and returns its principal.
 //
-// Every rejected key — malformed, unknown, revoked, expired, wrong secret,
-// inactive tenant — yields the same [ErrUnauthenticated]. A store failure with
-// no usable cached record yields an error wrapping [ErrUnavailable] instead,
-// and a cancelled ctx its context error: neither is a verdict on the key.
+// Every rejected key — malformed, unknown, revoked, expired, wrong secret —
+// yields the same [ErrUnauthenticated]. A key that is valid in every respect
+// but whose tenant is suspended yields a [*TenantSuspendedError] (matching
+// [ErrTenantSuspended]) naming the tenant. A store failure with no usable
+// cached record yields an error wrapping [ErrUnavailable] instead, and a
+// cancelled ctx its context error: neither is a verdict on the key.
+//
+// Each success is reported to [Config].Toucher, when set.
 func (a *Authenticator) AuthenticateKey(ctx context.Context, secret string) (Principal, error) {
 	id, err := ParseKey(secret)
 	if err != nil {
@@ -276,24 +287,64 @@ func (a *Authenticator) AuthenticateKey(ctx context.Context, secret string) (Pri
 	switch {
 	case !secretOK:
 		return Principal{}, a.reject(ctx, resultWrongSecret, id, nil)
-	case !rec.TenantActive:
-		return Principal{}, a.reject(ctx, resultTenantInactive, id, nil)
 	case !rec.RevokedAt.IsZero() && !now.Before(rec.RevokedAt):
 		return Principal{}, a.reject(ctx, resultRevoked, id, nil)
 	case !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt):
 		return Principal{}, a.reject(ctx, resultExpired, id, nil)
 	}
 	// A record that does not belong to this key or has no valid tenant is a
-	// store bug; never let it put a bogus tenant into a request.
+	// store bug; never let it put a bogus tenant into a request (nor into a
+	// suspension answer).
 	tenant, err := tenancy.ParseID(string(rec.Tenant))
 	if err != nil || rec.ID != id {
 		a.logger.ErrorContext(ctx, "key store returned an invalid API key record",
 			slog.String("key_id", id), slog.String("record_key_id", rec.ID), slog.Any("error", err))
 		return Principal{}, a.reject(ctx, resultInvalidRecord, id, err)
 	}
+	// Only now, with a key that would otherwise work, is the tenant's state
+	// told: the caller has proved it holds the secret, so naming the state
+	// reveals nothing it does not own, and it can stop retrying a key that no
+	// rotation will fix.
+	if !rec.TenantActive {
+		a.metrics.requests.WithLabelValues(resultTenantSuspended).Inc()
+		a.logger.LogAttrs(ctx, slog.LevelDebug, "authentication refused: tenant suspended",
+			slog.String("key_id", id), slog.String("tenant_id", tenant.String()))
+		return Principal{}, &TenantSuspendedError{Tenant: tenant}
+	}
 
 	a.metrics.requests.WithLabelValues(resultOK).Inc()
+	if a.cfg.Toucher != nil {
+		a.cfg.Toucher.Touch(id, now)
+	}
 	return Principal{Tenant: tenant, KeyID: id, Scopes: NewScopes(rec.Scopes...)}, nil
+}
+
+// Recheck tells whether the key that authenticated p still may: it returns
+// nil while the key is neither revoked nor expired and its tenant is active,
+// [ErrUnauthenticated] once the key is no longer valid, a
+// [*TenantSuspendedError] while its tenant is suspended, and an error
+// wrapping [ErrUnavailable] when the store cannot answer and the cache has no
+// usable record. Long-lived streams call it for each message, so that
+// revocation and suspension reach them within the cache TTL like any new
+// request. It costs a cache lookup; the secret is not compared again.
+func (a *Authenticator) Recheck(ctx context.Context, p Principal) error {
+	if p.Admin || p.KeyID == "" {
+		return nil
+	}
+	rec, found, err := a.lookup(ctx, p.KeyID)
+	if err != nil {
+		return err
+	}
+	now := a.cfg.Now()
+	switch {
+	case !found, rec.Tenant != p.Tenant,
+		!rec.RevokedAt.IsZero() && !now.Before(rec.RevokedAt),
+		!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt):
+		return ErrUnauthenticated
+	case !rec.TenantActive:
+		return &TenantSuspendedError{Tenant: p.Tenant}
+	}
+	return nil
 }
 
 // reject counts and logs a rejected credential and returns the one error the
@@ -350,6 +401,9 @@ func (a *Authenticator) lookup(ctx context.Context, id string) (KeyRecord, bool,
 // fetch asks the store for key id and updates the caches. It runs once per
 // key at a time, on behalf of every request waiting for that key.
 func (a *Authenticator) fetch(ctx context.Context, id string) (res fetchResult, err error) {
+	// id is a substring of the presented key; the caches must not keep the
+	// whole key, secret included, alive in memory.
+	id = strings.Clone(id)
 	// singleflight.DoChan re-panics on a fresh goroutine, beyond any recover
 	// interceptor, so a panicking store would take the process down.
 	defer func() {

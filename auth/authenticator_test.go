@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -174,7 +175,8 @@ func TestAuthenticateKey(t *testing.T) {
 		secret     func(Key) string // the credential sent; nil sends the key
 		unknown    bool             // do not store the record at all
 		wantResult string           // abacus_auth_requests_total result label
-		want       *Principal       // nil means rejected with ErrUnauthenticated
+		suspended  bool             // refused with a TenantSuspendedError for "acme"
+		want       *Principal       // nil (and not suspended) means rejected with ErrUnauthenticated
 	}{
 		{name: "valid key", wantResult: resultOK, want: &Principal{Tenant: "acme", Scopes: NewScopes(ScopeIngest)}},
 		{name: "revocation scheduled in the future", record: func(r *KeyRecord) { r.RevokedAt = now.Add(time.Hour) }, wantResult: resultOK, want: &Principal{Tenant: "acme", Scopes: NewScopes(ScopeIngest)}},
@@ -184,7 +186,12 @@ func TestAuthenticateKey(t *testing.T) {
 		{name: "revoked", record: func(r *KeyRecord) { r.RevokedAt = now.Add(-time.Second) }, wantResult: resultRevoked},
 		{name: "revoked exactly now", record: func(r *KeyRecord) { r.RevokedAt = now }, wantResult: resultRevoked},
 		{name: "expired", record: func(r *KeyRecord) { r.ExpiresAt = now.Add(-time.Second) }, wantResult: resultExpired},
-		{name: "suspended tenant", record: func(r *KeyRecord) { r.TenantActive = false }, wantResult: resultTenantInactive},
+		{name: "suspended tenant", record: func(r *KeyRecord) { r.TenantActive = false }, wantResult: resultTenantSuspended, suspended: true},
+		{name: "suspended tenant, wrong secret", record: func(r *KeyRecord) { r.TenantActive = false }, secret: func(k Key) string { return withOtherSecret(t, k) }, wantResult: resultWrongSecret},
+		{name: "suspended tenant, revoked key", record: func(r *KeyRecord) { r.TenantActive = false; r.RevokedAt = now.Add(-time.Second) }, wantResult: resultRevoked},
+		{name: "suspended tenant, expired key", record: func(r *KeyRecord) { r.TenantActive = false; r.ExpiresAt = now.Add(-time.Second) }, wantResult: resultExpired},
+		{name: "suspended tenant, invalid record", record: func(r *KeyRecord) { r.TenantActive = false; r.Tenant = "Not A Tenant" }, wantResult: resultInvalidRecord},
+		{name: "suspended tenant, malformed key", record: func(r *KeyRecord) { r.TenantActive = false }, secret: func(k Key) string { return k.Secret[:KeyLength-1] + "!" }, wantResult: resultMalformedKey},
 		{name: "unknown key", unknown: true, wantResult: resultUnknownKey},
 		{name: "malformed key", secret: func(k Key) string { return k.Secret[:KeyLength-1] + "!" }, wantResult: resultMalformedKey},
 		{name: "garbage", secret: func(Key) string { return "hunter2" }, wantResult: resultMalformedKey},
@@ -221,6 +228,15 @@ func TestAuthenticateKey(t *testing.T) {
 				leak = secret[len(KeyPrefix)+KeyIDLength:]
 			}
 			require.NotContains(t, env.logs.String(), leak, "the secret must never be logged")
+			if tt.suspended {
+				require.ErrorIs(t, err, ErrTenantSuspended)
+				require.NotErrorIs(t, err, ErrUnauthenticated)
+				var se *TenantSuspendedError
+				require.ErrorAs(t, err, &se)
+				require.Equal(t, tenancy.ID("acme"), se.Tenant)
+				require.Equal(t, Principal{}, p)
+				return
+			}
 			if tt.want == nil {
 				// Every rejection is the very same error: nothing to tell apart.
 				require.Equal(t, ErrUnauthenticated, err)
@@ -262,21 +278,25 @@ func TestStoreChangesVisibleAfterTTL(t *testing.T) {
 	tests := []struct {
 		name       string
 		change     func(*fakeStore, string)
+		wantErr    error
 		wantResult string
 	}{
 		{
 			name:       "revoked",
 			change:     func(s *fakeStore, id string) { r := s.records[id]; r.RevokedAt = time.Unix(1, 0); s.records[id] = r },
+			wantErr:    ErrUnauthenticated,
 			wantResult: resultRevoked,
 		},
 		{
 			name:       "tenant suspended",
 			change:     func(s *fakeStore, id string) { r := s.records[id]; r.TenantActive = false; s.records[id] = r },
-			wantResult: resultTenantInactive,
+			wantErr:    ErrTenantSuspended,
+			wantResult: resultTenantSuspended,
 		},
 		{
 			name:       "deleted",
 			change:     func(s *fakeStore, id string) { delete(s.records, id) },
+			wantErr:    ErrUnauthenticated,
 			wantResult: resultUnknownKey,
 		},
 	}
@@ -299,7 +319,7 @@ func TestStoreChangesVisibleAfterTTL(t *testing.T) {
 			// ... and at the TTL the change is seen.
 			env.clock.Advance(time.Nanosecond)
 			_, err = env.auth.AuthenticateKey(t.Context(), k.Secret)
-			require.Equal(t, ErrUnauthenticated, err)
+			require.ErrorIs(t, err, tt.wantErr)
 			require.Equal(t, 2, env.store.callCount())
 			require.Equal(t, 1.0, requestCount(env.auth, tt.wantResult))
 		})
@@ -609,4 +629,102 @@ func TestNew(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "abacus_auth_requests_total", "abacus_auth_cache_hits_total", "abacus_auth_cache_misses_total")
 	require.NoError(t, err)
 	require.Positive(t, n)
+}
+
+func TestSuspensionLiftedAfterTTL(t *testing.T) {
+	t.Parallel()
+
+	const ttl = 3 * time.Second
+	k, rec := newKey(t, "acme", ScopeIngest)
+	rec.TenantActive = false
+	env := newTestEnv(t, Config{CacheTTL: ttl}, rec)
+
+	_, err := env.auth.AuthenticateKey(t.Context(), k.Secret)
+	require.ErrorIs(t, err, ErrTenantSuspended)
+	env.store.update(func(s *fakeStore) { r := s.records[k.ID]; r.TenantActive = true; s.records[k.ID] = r })
+
+	env.clock.Advance(ttl - time.Nanosecond)
+	_, err = env.auth.AuthenticateKey(t.Context(), k.Secret)
+	require.ErrorIs(t, err, ErrTenantSuspended, "the cached record still answers within the TTL")
+
+	env.clock.Advance(time.Nanosecond)
+	p, err := env.auth.AuthenticateKey(t.Context(), k.Secret)
+	require.NoError(t, err)
+	require.Equal(t, tenancy.ID("acme"), p.Tenant)
+	require.Equal(t, 2.0, requestCount(env.auth, resultTenantSuspended))
+	require.Equal(t, 1.0, requestCount(env.auth, resultOK))
+}
+
+// recordingToucher is a KeyToucher that keeps every write.
+type recordingToucher struct {
+	mu     sync.Mutex
+	writes []map[string]time.Time
+	err    error
+}
+
+func (r *recordingToucher) TouchAPIKeys(_ context.Context, used map[string]time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.writes = append(r.writes, maps.Clone(used))
+	return nil
+}
+
+func (r *recordingToucher) setErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+// written returns every key written, with the latest time written for it.
+func (r *recordingToucher) written() map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]time.Time)
+	for _, w := range r.writes {
+		for id, at := range w {
+			if at.After(out[id]) {
+				out[id] = at
+			}
+		}
+	}
+	return out
+}
+
+func (r *recordingToucher) writeCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.writes)
+}
+
+func TestAuthenticatorTouchesKeys(t *testing.T) {
+	t.Parallel()
+
+	k, rec := newKey(t, "acme", ScopeIngest)
+	suspendedKey, suspendedRec := newKey(t, "globex", ScopeIngest)
+	suspendedRec.TenantActive = false
+	revokedKey, revokedRec := newKey(t, "acme", ScopeIngest)
+	revokedRec.RevokedAt = time.Unix(1, 0)
+	unknownKey, _ := newKey(t, "acme", ScopeIngest)
+
+	clock := newFakeClock()
+	store := &recordingToucher{}
+	toucher, err := NewToucher(store, ToucherConfig{Now: clock.Now}, nil, nil)
+	require.NoError(t, err)
+	env := newTestEnv(t, Config{Now: clock.Now, Toucher: toucher}, rec, suspendedRec, revokedRec)
+	env.clock = clock
+
+	_, err = env.auth.AuthenticateKey(t.Context(), k.Secret)
+	require.NoError(t, err)
+	for _, secret := range []string{suspendedKey.Secret, revokedKey.Secret, unknownKey.Secret, withOtherSecret(t, k), "abk_garbage"} {
+		_, err = env.auth.AuthenticateKey(t.Context(), secret)
+		require.Error(t, err)
+	}
+	_, err = env.auth.AuthenticateKey(t.Context(), testAdminToken)
+	require.Error(t, err)
+
+	toucher.flush(t.Context())
+	require.Equal(t, map[string]time.Time{k.ID: clock.Now()}, store.written(), "only successful key authentications are recorded")
 }

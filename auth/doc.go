@@ -22,12 +22,19 @@
 //
 // # Failures look alike
 //
-// Every rejected key — malformed, unknown, revoked, expired, wrong secret, or a
-// suspended tenant — is answered with the same [ErrUnauthenticated] and the
-// same gRPC status. The cause goes only to a debug log line and to the result
-// label of abacus_auth_requests_total. A failing store is not a verdict on the
-// key: it yields [ErrUnavailable] (gRPC UNAVAILABLE), so clients retry instead
-// of discarding a good key.
+// Every rejected key — malformed, unknown, revoked, expired or wrong secret —
+// is answered with the same [ErrUnauthenticated] and the same gRPC status. The
+// cause goes only to a debug log line and to the result label of
+// abacus_auth_requests_total. A failing store is not a verdict on the key: it
+// yields [ErrUnavailable] (gRPC UNAVAILABLE), so clients retry instead of
+// discarding a good key.
+//
+// One state is named: a key that passes every check but belongs to a
+// suspended tenant gets PERMISSION_DENIED with reason [ReasonTenantSuspended]
+// and the tenant's ID. The secret is compared first, in constant time, and
+// revocation and expiry are checked before the tenant's state, so only the
+// holder of a working key learns of the suspension — about a tenant that is
+// its own — and it learns that rotating keys will not help.
 //
 // # Revocation latency
 //
@@ -45,12 +52,21 @@
 // has no usable record of. Set StaleIfError negative to prefer strict
 // revocation over availability.
 //
+// # Last use
+//
+// With [Config].Toucher set, each successful key authentication is reported to
+// a [Toucher], which notes a key's use at most once per interval (default one
+// minute) without touching the store on the request path, and whose Run loop
+// writes the noted uses every few seconds through a [KeyToucher]. A key's
+// recorded last use is therefore at most about an interval old.
+//
 // # Method policies
 //
 // [Authenticator.UnaryServerInterceptor] and
 // [Authenticator.StreamServerInterceptor] take a [MethodPolicy] per full method
 // name. Methods without a policy are denied. The admin token is accepted only
-// by Admin methods and API keys only by tenant methods whose scope they carry;
-// status errors carry an ErrorInfo detail (domain [ErrorDomain]) with a stable
-// reason such as [ReasonMissingScope].
+// by Admin methods; API keys only by tenant methods whose scope they carry, or
+// by AnyTenantKey methods (a tenant's self-service reads), which take a key
+// with any scope. Status errors carry an ErrorInfo detail (domain
+// [ErrorDomain]) with a stable reason such as [ReasonMissingScope].
 package auth

@@ -1,6 +1,10 @@
 package auth
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/abacus-analytics/abacus/tenancy"
+)
 
 var (
 	// ErrMalformedKey is returned (wrapped, with the reason) by [ParseKey] for a
@@ -9,10 +13,16 @@ var (
 	ErrMalformedKey = errors.New("auth: malformed API key")
 
 	// ErrUnauthenticated is the one error for every rejected credential:
-	// malformed, unknown, revoked, expired or wrong secret, an inactive tenant,
-	// or a wrong admin token. Callers must not be able to tell these apart; the
-	// cause is only logged at debug level and counted in a metric.
+	// malformed, unknown, revoked, expired or wrong secret, or a wrong admin
+	// token. Callers must not be able to tell these apart; the cause is only
+	// logged at debug level and counted in a metric.
 	ErrUnauthenticated = errors.New("auth: invalid credentials")
+
+	// ErrTenantSuspended is matched (errors.Is) by the [*TenantSuspendedError]
+	// returned for a valid, unrevoked, unexpired key whose tenant the operator
+	// suspended. Unlike [ErrUnauthenticated] it names the state: only a caller
+	// who holds the key's secret ever sees it.
+	ErrTenantSuspended = errors.New("auth: tenant suspended")
 
 	// ErrKeyNotFound is returned by a [KeyStore] when no API key has the
 	// requested key ID.
@@ -23,6 +33,20 @@ var (
 	// never a verdict about the credential.
 	ErrUnavailable = errors.New("auth: credential store unavailable")
 )
+
+// TenantSuspendedError is the error of a valid key whose tenant is
+// suspended. It matches [ErrTenantSuspended].
+type TenantSuspendedError struct {
+	// Tenant owns the key and is suspended.
+	Tenant tenancy.ID
+}
+
+func (e *TenantSuspendedError) Error() string {
+	return "auth: tenant " + string(e.Tenant) + " is suspended"
+}
+
+// Is makes errors.Is(err, ErrTenantSuspended) true.
+func (e *TenantSuspendedError) Is(target error) bool { return target == ErrTenantSuspended }
 
 // Errors of bearerFromMetadata; they stay inside the package.
 var (

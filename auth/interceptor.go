@@ -29,7 +29,9 @@ const (
 	// ReasonInvalidCredentials means the credential was rejected (any cause).
 	ReasonInvalidCredentials = "INVALID_CREDENTIALS"
 	// ReasonMissingScope means the API key lacks the scope the method needs; the
-	// metadata key "required_scope" names it.
+	// metadata key "required_scope" names it when the method needs one
+	// particular scope, and is absent when any scope would do (a key without
+	// scopes calling an AnyTenantKey method).
 	ReasonMissingScope = "MISSING_SCOPE"
 	// ReasonAdminRequired means the method accepts only the admin token.
 	ReasonAdminRequired = "ADMIN_REQUIRED"
@@ -41,6 +43,10 @@ const (
 	// ReasonAuthUnavailable means credentials could not be checked right now;
 	// retry with backoff.
 	ReasonAuthUnavailable = "AUTH_UNAVAILABLE"
+	// ReasonTenantSuspended means the API key is valid but its tenant is
+	// suspended by the operator; the metadata key "tenant_id" names the
+	// tenant. Retrying or rotating the key does not help.
+	ReasonTenantSuspended = "TENANT_SUSPENDED"
 )
 
 // Messages of the status errors, fixed so that clients get the same answer
@@ -50,25 +56,36 @@ const (
 	msgInvalidCredentials = "invalid credentials"
 )
 
-// MethodPolicy says who may call one gRPC method. Exactly one of three shapes
-// is valid: Public, Admin, or a tenant method with a valid Scope.
+// MethodPolicy says who may call one gRPC method. Exactly one of four shapes
+// is valid: Public, Admin, AnyTenantKey, or a tenant method with a valid Scope.
 type MethodPolicy struct {
 	// Public methods (health, reflection) skip authentication entirely.
 	Public bool
 	// Admin methods accept only the admin token.
 	Admin bool
+	// AnyTenantKey methods accept any valid tenant API key with at least one
+	// scope, whichever it is: a tenant's self-service methods (its own limits
+	// and usage) that every key of the tenant may read. The admin token is
+	// refused, as on every tenant method: the admin is not a tenant.
+	AnyTenantKey bool
 	// Scope is the scope a tenant API key needs for the method; it is required
-	// when the method is neither Public nor Admin.
+	// when the method is neither Public, Admin nor AnyTenantKey.
 	Scope Scope
 }
 
 func (p MethodPolicy) validate() error {
+	shapes := 0
+	for _, set := range []bool{p.Public, p.Admin, p.AnyTenantKey} {
+		if set {
+			shapes++
+		}
+	}
 	switch {
-	case p.Public && p.Admin:
-		return errors.New("both Public and Admin")
-	case (p.Public || p.Admin) && p.Scope != ScopeUnspecified:
-		return fmt.Errorf("scope %s set on a public or admin method", p.Scope)
-	case !p.Public && !p.Admin && !p.Scope.Valid():
+	case shapes > 1:
+		return fmt.Errorf("more than one of Public, Admin and AnyTenantKey set (%+v)", p)
+	case shapes == 1 && p.Scope != ScopeUnspecified:
+		return fmt.Errorf("scope %s set on a public, admin or any-tenant-key method", p.Scope)
+	case shapes == 0 && !p.Scope.Valid():
 		return fmt.Errorf("tenant method needs a valid scope, has %s", p.Scope)
 	}
 	return nil
@@ -178,7 +195,10 @@ func (a *Authenticator) authorize(ctx context.Context, policies map[string]Metho
 	case !policy.Admin && p.Admin:
 		return nil, a.deny(ctx, method, codes.PermissionDenied,
 			"the admin token is not a tenant credential; call this method with a tenant API key", ReasonTenantKeyRequired, nil)
-	case !policy.Admin && !p.Scopes.Has(policy.Scope):
+	case policy.AnyTenantKey && p.Scopes == 0:
+		return nil, a.deny(ctx, method, codes.PermissionDenied,
+			"API key has no scopes; this method accepts a key with any scope", ReasonMissingScope, nil)
+	case !policy.Admin && !policy.AnyTenantKey && !p.Scopes.Has(policy.Scope):
 		return nil, a.deny(ctx, method, codes.PermissionDenied,
 			fmt.Sprintf("API key lacks scope %s, which this method requires", policy.Scope), ReasonMissingScope,
 			map[string]string{"required_scope": policy.Scope.String()})
@@ -200,9 +220,17 @@ func (a *Authenticator) deny(ctx context.Context, method string, code codes.Code
 
 // authError turns an authentication error into the status the client sees.
 func (a *Authenticator) authError(ctx context.Context, method string, err error) error {
+	var suspended *TenantSuspendedError
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		return statusError(codes.Unauthenticated, msgInvalidCredentials, ReasonInvalidCredentials, nil)
+	case errors.As(err, &suspended):
+		// Only a caller holding the key's secret gets here, so the tenant and
+		// its state are its own to know.
+		tenant := suspended.Tenant.String()
+		return statusError(codes.PermissionDenied,
+			"tenant "+tenant+" is suspended; contact the operator of this service to reactivate it",
+			ReasonTenantSuspended, map[string]string{"tenant_id": tenant})
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, ErrUnavailable):

@@ -35,6 +35,7 @@ const (
 	methodUnlisted  = "/" + testService + "/Unlisted"
 	methodBroken    = "/" + testService + "/Broken"
 	methodWatch     = "/" + testService + "/Watch"
+	methodSelf      = "/" + testService + "/Self"
 	methodHealth    = "/grpc.health.v1.Health/Check"
 	methodHealthWat = "/grpc.health.v1.Health/Watch"
 )
@@ -44,6 +45,7 @@ var testPolicies = map[string]MethodPolicy{
 	methodQuery:  {Scope: ScopeQuery},
 	methodAdmin:  {Admin: true},
 	methodWatch:  {Scope: ScopeQuery},
+	methodSelf:   {AnyTenantKey: true},
 	methodBroken: {}, // invalid: a tenant method without a scope is denied
 	methodHealth: {Public: true},
 }
@@ -78,7 +80,7 @@ func unaryMethod(name string) grpc.MethodDesc {
 var testServiceDesc = grpc.ServiceDesc{
 	ServiceName: testService,
 	HandlerType: (*any)(nil),
-	Methods:     []grpc.MethodDesc{unaryMethod("Ingest"), unaryMethod("Query"), unaryMethod("Admin"), unaryMethod("Unlisted"), unaryMethod("Broken")},
+	Methods:     []grpc.MethodDesc{unaryMethod("Ingest"), unaryMethod("Query"), unaryMethod("Admin"), unaryMethod("Unlisted"), unaryMethod("Broken"), unaryMethod("Self")},
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "Watch",
 		ServerStreams: true,
@@ -163,10 +165,17 @@ func TestInterceptors(t *testing.T) {
 	revokedKey, revokedRec := newKey(t, "acme", ScopeIngest, ScopeQuery)
 	revokedRec.RevokedAt = time.Unix(1, 0)
 	unknownKey, _ := newKey(t, "acme", ScopeIngest)
+	bothKey, bothRec := newKey(t, "initech", ScopeIngest, ScopeQuery)
+	noScopeKey, noScopeRec := newKey(t, "acme", Scope(42)) // a scope this binary does not know grants nothing
+	suspendedKey, suspendedRec := newKey(t, "umbrella", ScopeIngest, ScopeQuery)
+	suspendedRec.TenantActive = false
+	suspendedRevokedKey, suspendedRevokedRec := newKey(t, "umbrella", ScopeIngest)
+	suspendedRevokedRec.TenantActive = false
+	suspendedRevokedRec.RevokedAt = time.Unix(1, 0)
 	env.store.update(func(s *fakeStore) {
-		s.records[rec.ID] = rec
-		s.records[queryRec.ID] = queryRec
-		s.records[revokedRec.ID] = revokedRec
+		for _, r := range []KeyRecord{rec, queryRec, revokedRec, bothRec, noScopeRec, suspendedRec, suspendedRevokedRec} {
+			s.records[r.ID] = r
+		}
 	})
 	bearer := func(secret string) []string { return []string{"authorization", "Bearer " + secret} }
 
@@ -181,6 +190,14 @@ func TestInterceptors(t *testing.T) {
 	notPermitted := want{code: codes.PermissionDenied, msg: "method is not permitted", reason: ReasonMethodNotAllowed}
 	adminRequired := want{code: codes.PermissionDenied, msg: "this method requires the admin token; API keys cannot call it", reason: ReasonAdminRequired}
 	ingestOK := want{code: codes.OK, msg: "tenant=acme admin=false key=" + ingestKey.ID + " scopes=SCOPE_INGEST"}
+	queryOK := want{code: codes.OK, msg: "tenant=globex admin=false key=" + queryKey.ID + " scopes=SCOPE_QUERY"}
+	tenantKeyRequired := want{code: codes.PermissionDenied, msg: "the admin token is not a tenant credential; call this method with a tenant API key", reason: ReasonTenantKeyRequired}
+	suspended := want{
+		code:   codes.PermissionDenied,
+		msg:    "tenant umbrella is suspended; contact the operator of this service to reactivate it",
+		reason: ReasonTenantSuspended,
+		md:     map[string]string{"tenant_id": "umbrella"},
+	}
 
 	tests := []struct {
 		name   string
@@ -203,7 +220,24 @@ func TestInterceptors(t *testing.T) {
 		{name: "valid key", method: methodIngest, md: bearer(ingestKey.Secret), want: ingestOK},
 		{name: "lowercase scheme", method: methodIngest, md: []string{"authorization", "bearer " + ingestKey.Secret}, want: ingestOK},
 		{name: "extra spaces", method: methodIngest, md: []string{"authorization", "  BEARER   " + ingestKey.Secret + " "}, want: ingestOK},
-		{name: "other tenant, other scope", method: methodQuery, md: bearer(queryKey.Secret), want: want{code: codes.OK, msg: "tenant=globex admin=false key=" + queryKey.ID + " scopes=SCOPE_QUERY"}},
+		{name: "other tenant, other scope", method: methodQuery, md: bearer(queryKey.Secret), want: queryOK},
+		{name: "suspended tenant", method: methodIngest, md: bearer(suspendedKey.Secret), want: suspended},
+		{name: "suspended tenant on a method outside the key's scopes", method: methodAdmin, md: bearer(suspendedKey.Secret), want: suspended},
+		{name: "suspended tenant, wrong secret", method: methodIngest, md: bearer(withOtherSecret(t, suspendedKey)), want: invalid},
+		{name: "suspended tenant, revoked key", method: methodIngest, md: bearer(suspendedRevokedKey.Secret), want: invalid},
+		{name: "suspended tenant on a stream", method: methodWatch, md: bearer(suspendedKey.Secret), want: suspended},
+		{name: "any tenant key: ingest-only key", method: methodSelf, md: bearer(ingestKey.Secret), want: ingestOK},
+		{name: "any tenant key: query-only key", method: methodSelf, md: bearer(queryKey.Secret), want: queryOK},
+		{name: "any tenant key: key with both scopes", method: methodSelf, md: bearer(bothKey.Secret), want: want{code: codes.OK, msg: "tenant=initech admin=false key=" + bothKey.ID + " scopes=SCOPE_INGEST,SCOPE_QUERY"}},
+		{
+			name: "any tenant key: key without scopes", method: methodSelf, md: bearer(noScopeKey.Secret),
+			want: want{code: codes.PermissionDenied, msg: "API key has no scopes; this method accepts a key with any scope", reason: ReasonMissingScope},
+		},
+		{name: "any tenant key: admin token", method: methodSelf, md: bearer(testAdminToken), want: tenantKeyRequired},
+		{name: "any tenant key: no credentials", method: methodSelf, want: missing},
+		{name: "any tenant key: unknown key", method: methodSelf, md: bearer(unknownKey.Secret), want: invalid},
+		{name: "any tenant key: revoked key", method: methodSelf, md: bearer(revokedKey.Secret), want: invalid},
+		{name: "any tenant key: suspended tenant", method: methodSelf, md: bearer(suspendedKey.Secret), want: suspended},
 		{
 			name: "wrong scope", method: methodQuery, md: bearer(ingestKey.Secret),
 			want: want{code: codes.PermissionDenied, msg: "API key lacks scope SCOPE_QUERY, which this method requires", reason: ReasonMissingScope, md: map[string]string{"required_scope": "SCOPE_QUERY"}},
@@ -212,10 +246,7 @@ func TestInterceptors(t *testing.T) {
 		{name: "key on admin method", method: methodAdmin, md: bearer(ingestKey.Secret), want: adminRequired},
 		{name: "wrong admin token", method: methodAdmin, md: bearer(testAdminToken + "x"), want: invalid},
 		{name: "no credentials on admin method", method: methodAdmin, want: missing},
-		{
-			name: "admin token on tenant method", method: methodIngest, md: bearer(testAdminToken),
-			want: want{code: codes.PermissionDenied, msg: "the admin token is not a tenant credential; call this method with a tenant API key", reason: ReasonTenantKeyRequired},
-		},
+		{name: "admin token on tenant method", method: methodIngest, md: bearer(testAdminToken), want: tenantKeyRequired},
 		{name: "unlisted method with a valid key", method: methodUnlisted, md: bearer(ingestKey.Secret), want: notPermitted},
 		{name: "unlisted method with the admin token", method: methodUnlisted, md: bearer(testAdminToken), want: notPermitted},
 		{name: "unlisted method without credentials", method: methodUnlisted, want: notPermitted},
@@ -223,17 +254,14 @@ func TestInterceptors(t *testing.T) {
 		{name: "public method without credentials", method: methodHealth, want: want{code: codes.OK}},
 		{name: "public method ignores bad credentials", method: methodHealth, md: []string{"authorization", "Basic nope"}, want: want{code: codes.OK}},
 		{name: "unlisted public-looking stream", method: methodHealthWat, want: notPermitted},
-		{name: "stream with valid key", method: methodWatch, md: bearer(queryKey.Secret), want: want{code: codes.OK, msg: "tenant=globex admin=false key=" + queryKey.ID + " scopes=SCOPE_QUERY"}},
+		{name: "stream with valid key", method: methodWatch, md: bearer(queryKey.Secret), want: queryOK},
 		{name: "stream without credentials", method: methodWatch, want: missing},
 		{name: "stream with bad key", method: methodWatch, md: bearer(unknownKey.Secret), want: invalid},
 		{
 			name: "stream with wrong scope", method: methodWatch, md: bearer(ingestKey.Secret),
 			want: want{code: codes.PermissionDenied, msg: "API key lacks scope SCOPE_QUERY, which this method requires", reason: ReasonMissingScope, md: map[string]string{"required_scope": "SCOPE_QUERY"}},
 		},
-		{
-			name: "stream with the admin token", method: methodWatch, md: bearer(testAdminToken),
-			want: want{code: codes.PermissionDenied, msg: "the admin token is not a tenant credential; call this method with a tenant API key", reason: ReasonTenantKeyRequired},
-		},
+		{name: "stream with the admin token", method: methodWatch, md: bearer(testAdminToken), want: tenantKeyRequired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,14 +334,17 @@ func TestValidatePolicies(t *testing.T) {
 		wantErr  []string
 	}{
 		{name: "valid", policies: map[string]MethodPolicy{
-			methodIngest: {Scope: ScopeIngest}, methodAdmin: {Admin: true}, methodHealth: {Public: true},
+			methodIngest: {Scope: ScopeIngest}, methodAdmin: {Admin: true}, methodHealth: {Public: true}, methodSelf: {AnyTenantKey: true},
 		}},
 		{name: "empty", policies: nil},
 		{name: "tenant method without scope", policies: map[string]MethodPolicy{methodIngest: {}}, wantErr: []string{methodIngest + ": tenant method needs a valid scope, has SCOPE_UNSPECIFIED"}},
 		{name: "unknown scope", policies: map[string]MethodPolicy{methodIngest: {Scope: 9}}, wantErr: []string{"has Scope(9)"}},
-		{name: "public and admin", policies: map[string]MethodPolicy{methodAdmin: {Public: true, Admin: true}}, wantErr: []string{"both Public and Admin"}},
-		{name: "admin with scope", policies: map[string]MethodPolicy{methodAdmin: {Admin: true, Scope: ScopeQuery}}, wantErr: []string{"scope SCOPE_QUERY set on a public or admin method"}},
-		{name: "public with scope", policies: map[string]MethodPolicy{methodHealth: {Public: true, Scope: ScopeQuery}}, wantErr: []string{"set on a public or admin method"}},
+		{name: "public and admin", policies: map[string]MethodPolicy{methodAdmin: {Public: true, Admin: true}}, wantErr: []string{"more than one of Public, Admin and AnyTenantKey set"}},
+		{name: "admin and any tenant key", policies: map[string]MethodPolicy{methodSelf: {Admin: true, AnyTenantKey: true}}, wantErr: []string{"more than one of Public, Admin and AnyTenantKey set"}},
+		{name: "public and any tenant key", policies: map[string]MethodPolicy{methodSelf: {Public: true, AnyTenantKey: true}}, wantErr: []string{"more than one of Public, Admin and AnyTenantKey set"}},
+		{name: "admin with scope", policies: map[string]MethodPolicy{methodAdmin: {Admin: true, Scope: ScopeQuery}}, wantErr: []string{"scope SCOPE_QUERY set on a public, admin or any-tenant-key method"}},
+		{name: "public with scope", policies: map[string]MethodPolicy{methodHealth: {Public: true, Scope: ScopeQuery}}, wantErr: []string{"set on a public, admin or any-tenant-key method"}},
+		{name: "any tenant key with scope", policies: map[string]MethodPolicy{methodSelf: {AnyTenantKey: true, Scope: ScopeIngest}}, wantErr: []string{"scope SCOPE_INGEST set on a public, admin or any-tenant-key method"}},
 		{
 			name: "malformed method names",
 			policies: map[string]MethodPolicy{

@@ -8,22 +8,23 @@ import (
 )
 
 // Values of the result label of abacus_auth_requests_total. The rejection
-// reasons exist only here and in debug logs, never in a response.
+// reasons exist only here and in debug logs, never in a response; the one
+// exception is tenant_suspended, which the holder of a valid key is told.
 const (
-	resultOK             = "ok"
-	resultAdminOK        = "admin_ok"
-	resultMissing        = "missing_credentials"
-	resultMalformedAuthz = "malformed_header"
-	resultMalformedKey   = "malformed_key"
-	resultUnknownKey     = "unknown_key"
-	resultWrongSecret    = "wrong_secret"
-	resultRevoked        = "revoked"
-	resultExpired        = "expired"
-	resultTenantInactive = "tenant_inactive"
-	resultInvalidRecord  = "invalid_record"
-	resultBadAdminToken  = "bad_admin_token"
-	resultUnavailable    = "store_unavailable"
-	resultCanceled       = "canceled"
+	resultOK              = "ok"
+	resultAdminOK         = "admin_ok"
+	resultMissing         = "missing_credentials"
+	resultMalformedAuthz  = "malformed_header"
+	resultMalformedKey    = "malformed_key"
+	resultUnknownKey      = "unknown_key"
+	resultWrongSecret     = "wrong_secret"
+	resultRevoked         = "revoked"
+	resultExpired         = "expired"
+	resultTenantSuspended = "tenant_suspended"
+	resultInvalidRecord   = "invalid_record"
+	resultBadAdminToken   = "bad_admin_token"
+	resultUnavailable     = "store_unavailable"
+	resultCanceled        = "canceled"
 )
 
 // Values of the kind label of abacus_auth_cache_hits_total.
@@ -67,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// appearing with the first event.
 	for _, r := range []string{
 		resultOK, resultAdminOK, resultMissing, resultMalformedAuthz, resultMalformedKey, resultUnknownKey,
-		resultWrongSecret, resultRevoked, resultExpired, resultTenantInactive, resultInvalidRecord,
+		resultWrongSecret, resultRevoked, resultExpired, resultTenantSuspended, resultInvalidRecord,
 		resultBadAdminToken, resultUnavailable, resultCanceled,
 	} {
 		m.requests.WithLabelValues(r)
@@ -89,6 +90,45 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("auth: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// Values of the result label of abacus_auth_key_touch_writes_total.
+const (
+	touchResultOK    = "ok"
+	touchResultError = "error"
+)
+
+type toucherMetrics struct {
+	writes  *prometheus.CounterVec
+	dropped prometheus.Counter
+}
+
+func newToucherMetrics(reg prometheus.Registerer) (*toucherMetrics, error) {
+	m := &toucherMetrics{
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_auth_key_touch_writes_total",
+			Help: "API key last-use times sent to the key store, by result (ok, or error: kept and sent again with the next flush).",
+		}, []string{"result"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_auth_key_touch_dropped_total",
+			Help: "API key uses not recorded because the pending last-use table was full.",
+		}),
+	}
+	m.writes.WithLabelValues(touchResultOK)
+	m.writes.WithLabelValues(touchResultError)
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.writes, m.dropped} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("auth: register key touch metrics: %w", err)
 	}
 	return m, nil
 }

@@ -202,6 +202,12 @@ func (p *Producer) Produce(ctx context.Context, tenant tenancy.ID, batch *eventl
 		}
 		records = append(records, rs...)
 	}
+	return p.write(ctx, tenant, records)
+}
+
+// write produces records and waits for their acknowledgement or the end of
+// ctx; see Produce.
+func (p *Producer) write(ctx context.Context, tenant tenancy.ID, records []*kgo.Record) error {
 	if len(records) == 0 {
 		return nil
 	}

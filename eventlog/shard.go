@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"fmt"
-	"hash/fnv"
 	"iter"
 	"strconv"
 	"strings"
@@ -50,13 +49,10 @@ func shardOf(ev *ingestv1.Event, n int) int {
 	if n <= 1 {
 		return 0
 	}
-	h := fnv.New32a()
 	if ev.GetUserId() != "" {
-		h.Write([]byte(ev.GetUserId()))
-	} else {
-		h.Write([]byte(ev.GetEventId()))
+		return shardOfKey([]byte(ev.GetUserId()), n)
 	}
-	return int(h.Sum32() % uint32(n))
+	return shardOfKey([]byte(ev.GetEventId()), n)
 }
 
 // shardBatch yields the events of batch grouped by shard (keeping their order), each group as a

@@ -50,6 +50,11 @@ const (
 	MaxEventBytesLimit  = 450 << 10
 	MaxPropertiesLimit  = 64
 	MaxKafkaShards      = 256
+	// MinRate and MaxRate bound every per-second rate, MaxBurst every burst: the range the
+	// rate limiter represents exactly (ratelimit.MinRate, MaxRate, MaxBurst).
+	MinRate  = 1e-5
+	MaxRate  = 1e7
+	MaxBurst = 1 << 53
 )
 
 // DefaultLimits are the limits of a tenant without overrides when the operator configured none.
@@ -78,9 +83,9 @@ func (l Limits) Validate() error {
 			errs = append(errs, fmt.Errorf("limits: "+format, args...))
 		}
 	}
-	check(l.EventsPerSecond > 0, "events per second must be positive, got %v", l.EventsPerSecond)
-	check(l.EventsBurst >= 1, "events burst must be at least 1, got %d", l.EventsBurst)
-	check(l.RequestsPerSecond > 0, "requests per second must be positive, got %v", l.RequestsPerSecond)
+	check(l.EventsPerSecond >= MinRate && l.EventsPerSecond <= MaxRate, "events per second must be %g-%g, got %v", MinRate, MaxRate, l.EventsPerSecond)
+	check(l.EventsBurst >= 1 && l.EventsBurst <= MaxBurst, "events burst must be 1-%d, got %d", int64(MaxBurst), l.EventsBurst)
+	check(l.RequestsPerSecond >= MinRate && l.RequestsPerSecond <= MaxRate, "requests per second must be %g-%g, got %v", MinRate, MaxRate, l.RequestsPerSecond)
 	check(l.MaxBatchEvents >= 1 && l.MaxBatchEvents <= MaxBatchEventsLimit, "max batch events must be 1-%d, got %d", MaxBatchEventsLimit, l.MaxBatchEvents)
 	check(l.MaxEventBytes >= 256 && l.MaxEventBytes <= MaxEventBytesLimit, "max event bytes must be 256-%d, got %d", MaxEventBytesLimit, l.MaxEventBytes)
 	check(l.MaxProperties >= 0 && l.MaxProperties <= MaxPropertiesLimit, "max properties must be 0-%d, got %d", MaxPropertiesLimit, l.MaxProperties)
@@ -88,7 +93,7 @@ func (l Limits) Validate() error {
 	check(l.TimestampFutureWindow >= 0, "timestamp future window must not be negative, got %v", l.TimestampFutureWindow)
 	check(l.MonthlyEventQuota >= 0, "monthly event quota must not be negative, got %d", l.MonthlyEventQuota)
 	check(l.MonthlyEventQuotaSoft >= 0, "monthly event quota soft threshold must not be negative, got %d", l.MonthlyEventQuotaSoft)
-	check(l.QueryRequestsPerSecond > 0, "query requests per second must be positive, got %v", l.QueryRequestsPerSecond)
+	check(l.QueryRequestsPerSecond >= MinRate && l.QueryRequestsPerSecond <= MaxRate, "query requests per second must be %g-%g, got %v", MinRate, MaxRate, l.QueryRequestsPerSecond)
 	check(l.KafkaShards >= 1 && l.KafkaShards <= MaxKafkaShards, "kafka shards must be 1-%d, got %d", MaxKafkaShards, l.KafkaShards)
 	return errors.Join(errs...)
 }
@@ -148,7 +153,7 @@ type Overrides struct {
 	refresh  time.Duration
 	logger   *slog.Logger
 
-	table    atomic.Pointer[map[ID]Limits]
+	table atomic.Pointer[map[ID]Limits]
 
 	reloads *prometheus.CounterVec
 }

@@ -28,14 +28,18 @@ import (
 	adminv1 "github.com/abacus-analytics/abacus/gen/abacus/admin/v1"
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
 	queryv1 "github.com/abacus-analytics/abacus/gen/abacus/query/v1"
+	tenantv1 "github.com/abacus-analytics/abacus/gen/abacus/tenant/v1"
 	"github.com/abacus-analytics/abacus/internal/config"
 	"github.com/abacus-analytics/abacus/internal/grpcserver"
 	"github.com/abacus-analytics/abacus/internal/httpserver"
+	"github.com/abacus-analytics/abacus/ratelimit"
 	"github.com/abacus-analytics/abacus/services/admin"
 	"github.com/abacus-analytics/abacus/services/ingest"
 	"github.com/abacus-analytics/abacus/services/query"
 	"github.com/abacus-analytics/abacus/services/rollup"
+	"github.com/abacus-analytics/abacus/services/tenant"
 	"github.com/abacus-analytics/abacus/store/postgres"
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // App is one abacusd process.
@@ -97,6 +101,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("redis url: %w", err)
 	}
+	// Deadlines of contexts apply to socket reads too, so a call that gave up
+	// also frees its connection.
+	redisOpts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
@@ -107,9 +114,42 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// Every tenant's limits: the configured defaults with the overrides stored through the admin
+	// API, reloaded in the background. The first load happens before anything is served.
+	overrides, err := tenancy.NewOverrides(tenancy.OverridesConfig{Defaults: cfg.Limits, Refresh: cfg.LimitsRefresh}, db, logger, a.reg)
+	if err != nil {
+		return fmt.Errorf("tenant limits: %w", err)
+	}
+	if err := overrides.Reload(ctx); err != nil {
+		return fmt.Errorf("load tenant limits: %w", err)
+	}
+	limiter, err := ratelimit.New(rdb, ratelimit.Config{LocalShare: cfg.RateLimitLocalShare}, logger, a.reg)
+	if err != nil {
+		return fmt.Errorf("rate limiter: %w", err)
+	}
+	quota, err := ratelimit.NewQuota(rdb, ratelimit.QuotaConfig{}, logger, a.reg)
+	if err != nil {
+		return fmt.Errorf("quota: %w", err)
+	}
+	guardCfg := ratelimit.DefaultAuthFailureConfig()
+	guardCfg.Limit = ratelimit.Limit{Rate: cfg.AuthFailureRate, Burst: cfg.AuthFailureBurst}
+	guard, err := ratelimit.NewAuthFailureGuard(limiter, guardCfg)
+	if err != nil {
+		return fmt.Errorf("auth failure guard: %w", err)
+	}
+	toucher, err := auth.NewToucher(db, auth.ToucherConfig{}, logger, a.reg)
+	if err != nil {
+		return fmt.Errorf("api key last use: %w", err)
+	}
+
 	var producer *eventlog.Producer
 	if cfg.Has(config.RoleIngest) {
-		producer, err = eventlog.NewProducer(eventlog.ProducerConfig{Brokers: cfg.KafkaBrokers, ClientID: "abacusd-ingest"}, logger, a.reg)
+		producer, err = eventlog.NewProducer(eventlog.ProducerConfig{
+			Brokers:          cfg.KafkaBrokers,
+			ClientID:         "abacusd-ingest",
+			MaxBufferedBytes: cfg.KafkaBufferBytes,
+			Shards:           overrides,
+		}, logger, a.reg)
 		if err != nil {
 			return fmt.Errorf("kafka producer: %w", err)
 		}
@@ -122,7 +162,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}()
 	}
 
-	authn, err := auth.New(auth.Config{AdminToken: cfg.AdminToken, CacheTTL: cfg.AuthCacheTTL}, keyStore{db: db}, logger, a.reg)
+	authn, err := auth.New(auth.Config{AdminToken: cfg.AdminToken, CacheTTL: cfg.AuthCacheTTL, Toucher: toucher}, keyStore{db: db}, logger, a.reg)
 	if err != nil {
 		return fmt.Errorf("authenticator: %w", err)
 	}
@@ -132,9 +172,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	var register []func(*grpc.Server)
 	if cfg.Has(config.RoleIngest) {
 		svc, err := ingest.New(ingest.Config{
-			MaxEventBytes:  cfg.MaxEventBytes,
-			PastWindow:     cfg.EventPastWindow,
-			FutureWindow:   cfg.EventFutureWindow,
+			Limits:         overrides,
+			RateLimiter:    limiter,
+			Quota:          quota,
+			Keys:           authn,
 			ProduceTimeout: cfg.ProduceTimeout,
 		}, producer, logger, a.reg)
 		if err != nil {
@@ -143,7 +184,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		ingestPolicy := auth.MethodPolicy{Scope: auth.ScopeIngest}
 		policies[ingestv1.IngestService_Ingest_FullMethodName] = ingestPolicy
 		policies[ingestv1.IngestService_IngestStream_FullMethodName] = ingestPolicy
-		register = append(register, func(s *grpc.Server) { ingestv1.RegisterIngestServiceServer(s, svc) })
+		register = append(register, func(s *grpc.Server) { svc.Register(s) })
 		gateways = append(gateways, ingestv1.RegisterIngestServiceHandler)
 	}
 	if cfg.Has(config.RoleQuery) {
@@ -156,6 +197,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 		policies[queryv1.QueryService_WatchTimeSeries_FullMethodName] = queryPolicy
 		register = append(register, func(s *grpc.Server) { queryv1.RegisterQueryServiceServer(s, svc) })
 		gateways = append(gateways, queryv1.RegisterQueryServiceHandler)
+	}
+	if cfg.Has(config.RoleIngest) || cfg.Has(config.RoleQuery) {
+		// Tenants read their own limits and usage with any of their keys.
+		svc, err := tenant.New(overrides, quota, logger, nil)
+		if err != nil {
+			return fmt.Errorf("tenant service: %w", err)
+		}
+		anyKey := auth.MethodPolicy{AnyTenantKey: true}
+		policies[tenantv1.TenantService_GetLimits_FullMethodName] = anyKey
+		policies[tenantv1.TenantService_GetUsage_FullMethodName] = anyKey
+		register = append(register, func(s *grpc.Server) { tenantv1.RegisterTenantServiceServer(s, svc) })
+		gateways = append(gateways, tenantv1.RegisterTenantServiceHandler)
 	}
 	if cfg.Has(config.RoleAdmin) {
 		svc, err := admin.New(admin.Config{}, db, logger, a.reg)
@@ -171,9 +224,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 
 	gs, err := grpcserver.New(grpcserver.Config{
-		MaxRecvMsgBytes: int(cfg.MaxRequestBytes),
-		Policies:        policies,
-		SelfValidated:   []protoreflect.FullName{(&ingestv1.IngestStreamRequest{}).ProtoReflect().Descriptor().FullName()},
+		MaxRecvMsgBytes:  int(cfg.MaxRequestBytes),
+		Policies:         policies,
+		AuthFailureGuard: guard,
+		SelfValidated:    []protoreflect.FullName{(&ingestv1.IngestStreamRequest{}).ProtoReflect().Descriptor().FullName()},
 	}, authn, logger, a.reg)
 	if err != nil {
 		return err
@@ -257,6 +311,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if consumer != nil {
 		g.Go(func() error { return consumer.Run(gctx) })
 	}
+	g.Go(func() error { return overrides.Run(gctx) })
+	g.Go(func() error { return quota.Run(gctx) })
+	g.Go(func() error { return toucher.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		a.shutdown(context.WithoutCancel(ctx), gs, httpSrv)

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // Role is one part of abacusd that can be switched on or off per process.
@@ -34,57 +36,67 @@ var AllRoles = []Role{RoleIngest, RoleQuery, RoleAdmin, RoleRollup}
 // AdminService, so it must not be guessable.
 const MinAdminTokenLen = 16
 
-// MaxEventBytesLimit is the largest configurable event size: half of a Kafka record, so that
-// every valid event fits in one record of the event log.
-const MaxEventBytesLimit = 450 << 10
-
 // Config is the whole configuration of an abacusd process.
 type Config struct {
-	GRPCAddr          string
-	HTTPAddr          string
-	DatabaseURL       string
-	RedisURL          string
-	KafkaBrokers      []string
-	KafkaPartitions   int
-	KafkaReplication  int
-	AdminToken        string
-	DataDir           string
-	Roles             []Role
-	LogLevel          slog.Level
-	LogFormat         string
-	AutoMigrate       bool
-	ShutdownTimeout   time.Duration
-	AuthCacheTTL      time.Duration
-	MaxRequestBytes   int64
-	ProduceTimeout    time.Duration
-	DatabaseMaxConns  int
-	StatementTimeout  time.Duration
-	MaxEventBytes     int
-	EventPastWindow   time.Duration
-	EventFutureWindow time.Duration
+	GRPCAddr         string
+	HTTPAddr         string
+	DatabaseURL      string
+	RedisURL         string
+	KafkaBrokers     []string
+	KafkaPartitions  int
+	KafkaReplication int
+	AdminToken       string
+	DataDir          string
+	Roles            []Role
+	LogLevel         slog.Level
+	LogFormat        string
+	AutoMigrate      bool
+	ShutdownTimeout  time.Duration
+	AuthCacheTTL     time.Duration
+	MaxRequestBytes  int64
+	ProduceTimeout   time.Duration
+	DatabaseMaxConns int
+	StatementTimeout time.Duration
+	// Limits are the limits of every tenant without overrides (ABACUS_DEFAULT_* and the event
+	// size and time window variables); operators override them per tenant with UpdateTenant.
+	Limits tenancy.Limits
+	// LimitsRefresh is how often each node reloads the per-tenant overrides.
+	LimitsRefresh time.Duration
+	// KafkaBufferBytes bounds the producer's memory of records not yet acknowledged; when it is
+	// full, ingest answers UNAVAILABLE at once.
+	KafkaBufferBytes int64
+	// RateLimitLocalShare is the share of each tenant's rate limit a node enforces on its own
+	// while Redis is unreachable.
+	RateLimitLocalShare float64
+	// AuthFailureRate and AuthFailureBurst limit failed authentications per client address.
+	AuthFailureRate  float64
+	AuthFailureBurst int64
 }
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		GRPCAddr:          ":9090",
-		HTTPAddr:          ":8080",
-		KafkaPartitions:   12,
-		KafkaReplication:  1,
-		DataDir:           ".abacus",
-		Roles:             slices.Clone(AllRoles),
-		LogLevel:          slog.LevelInfo,
-		LogFormat:         "json",
-		AutoMigrate:       true,
-		ShutdownTimeout:   20 * time.Second,
-		AuthCacheTTL:      3 * time.Second,
-		MaxRequestBytes:   8 << 20,
-		ProduceTimeout:    10 * time.Second,
-		DatabaseMaxConns:  20,
-		StatementTimeout:  30 * time.Second,
-		MaxEventBytes:     32 << 10,
-		EventPastWindow:   7 * 24 * time.Hour,
-		EventFutureWindow: 10 * time.Minute,
+		GRPCAddr:            ":9090",
+		HTTPAddr:            ":8080",
+		KafkaPartitions:     12,
+		KafkaReplication:    1,
+		DataDir:             ".abacus",
+		Roles:               slices.Clone(AllRoles),
+		LogLevel:            slog.LevelInfo,
+		LogFormat:           "json",
+		AutoMigrate:         true,
+		ShutdownTimeout:     20 * time.Second,
+		AuthCacheTTL:        3 * time.Second,
+		MaxRequestBytes:     8 << 20,
+		ProduceTimeout:      10 * time.Second,
+		DatabaseMaxConns:    20,
+		StatementTimeout:    30 * time.Second,
+		Limits:              tenancy.DefaultLimits(),
+		LimitsRefresh:       5 * time.Second,
+		KafkaBufferBytes:    64 << 20,
+		RateLimitLocalShare: 1,
+		AuthFailureRate:     1,
+		AuthFailureBurst:    20,
 	}
 }
 
@@ -128,9 +140,39 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 		{"produce-timeout", "ABACUS_PRODUCE_TIMEOUT", func(n, u string) { fs.DurationVar(&cfg.ProduceTimeout, n, cfg.ProduceTimeout, u) }, "longest an ingest call waits for Kafka before answering UNAVAILABLE"},
 		{"database-max-conns", "ABACUS_DATABASE_MAX_CONNS", func(n, u string) { fs.IntVar(&cfg.DatabaseMaxConns, n, cfg.DatabaseMaxConns, u) }, "PostgreSQL connection pool size"},
 		{"statement-timeout", "ABACUS_STATEMENT_TIMEOUT", func(n, u string) { fs.DurationVar(&cfg.StatementTimeout, n, cfg.StatementTimeout, u) }, "PostgreSQL statement timeout"},
-		{"max-event-bytes", "ABACUS_MAX_EVENT_BYTES", func(n, u string) { fs.IntVar(&cfg.MaxEventBytes, n, cfg.MaxEventBytes, u) }, "largest encoded event accepted"},
-		{"event-past-window", "ABACUS_EVENT_PAST_WINDOW", func(n, u string) { fs.DurationVar(&cfg.EventPastWindow, n, cfg.EventPastWindow, u) }, "oldest event time accepted, relative to now"},
-		{"event-future-window", "ABACUS_EVENT_FUTURE_WINDOW", func(n, u string) { fs.DurationVar(&cfg.EventFutureWindow, n, cfg.EventFutureWindow, u) }, "furthest-ahead event time accepted, relative to now"},
+		{"max-event-bytes", "ABACUS_MAX_EVENT_BYTES", func(n, u string) { fs.IntVar(&cfg.Limits.MaxEventBytes, n, cfg.Limits.MaxEventBytes, u) }, "default limit: largest encoded event accepted"},
+		{"event-past-window", "ABACUS_EVENT_PAST_WINDOW", func(n, u string) {
+			fs.DurationVar(&cfg.Limits.TimestampPastWindow, n, cfg.Limits.TimestampPastWindow, u)
+		}, "default limit: oldest event time accepted, relative to now"},
+		{"event-future-window", "ABACUS_EVENT_FUTURE_WINDOW", func(n, u string) {
+			fs.DurationVar(&cfg.Limits.TimestampFutureWindow, n, cfg.Limits.TimestampFutureWindow, u)
+		}, "default limit: furthest-ahead event time accepted, relative to now"},
+		{"default-events-per-second", "ABACUS_DEFAULT_EVENTS_PER_SECOND", func(n, u string) {
+			fs.Float64Var(&cfg.Limits.EventsPerSecond, n, cfg.Limits.EventsPerSecond, u)
+		}, "default limit: sustained accepted events per second per tenant, all nodes together"},
+		{"default-events-burst", "ABACUS_DEFAULT_EVENTS_BURST", func(n, u string) { fs.Int64Var(&cfg.Limits.EventsBurst, n, cfg.Limits.EventsBurst, u) }, "default limit: events a tenant may send at once above its rate"},
+		{"default-requests-per-second", "ABACUS_DEFAULT_REQUESTS_PER_SECOND", func(n, u string) {
+			fs.Float64Var(&cfg.Limits.RequestsPerSecond, n, cfg.Limits.RequestsPerSecond, u)
+		}, "default limit: ingest requests or stream batches per second per tenant"},
+		{"default-max-batch-events", "ABACUS_DEFAULT_MAX_BATCH_EVENTS", func(n, u string) { fs.IntVar(&cfg.Limits.MaxBatchEvents, n, cfg.Limits.MaxBatchEvents, u) }, "default limit: events per request or stream batch"},
+		{"default-max-properties", "ABACUS_DEFAULT_MAX_PROPERTIES", func(n, u string) { fs.IntVar(&cfg.Limits.MaxProperties, n, cfg.Limits.MaxProperties, u) }, "default limit: properties per event"},
+		{"default-monthly-event-quota", "ABACUS_DEFAULT_MONTHLY_EVENT_QUOTA", func(n, u string) {
+			fs.Int64Var(&cfg.Limits.MonthlyEventQuota, n, cfg.Limits.MonthlyEventQuota, u)
+		}, "default limit: accepted events per tenant per calendar month (UTC), 0 = unlimited"},
+		{"default-monthly-event-quota-soft", "ABACUS_DEFAULT_MONTHLY_EVENT_QUOTA_SOFT", func(n, u string) {
+			fs.Int64Var(&cfg.Limits.MonthlyEventQuotaSoft, n, cfg.Limits.MonthlyEventQuotaSoft, u)
+		}, "default soft threshold of the monthly quota, reported but not enforced, 0 = none"},
+		{"default-query-requests-per-second", "ABACUS_DEFAULT_QUERY_REQUESTS_PER_SECOND", func(n, u string) {
+			fs.Float64Var(&cfg.Limits.QueryRequestsPerSecond, n, cfg.Limits.QueryRequestsPerSecond, u)
+		}, "default limit: query requests per second per tenant"},
+		{"default-kafka-shards", "ABACUS_DEFAULT_KAFKA_SHARDS", func(n, u string) { fs.IntVar(&cfg.Limits.KafkaShards, n, cfg.Limits.KafkaShards, u) }, "default number of Kafka shards (record keys) per tenant"},
+		{"limits-refresh", "ABACUS_LIMITS_REFRESH", func(n, u string) { fs.DurationVar(&cfg.LimitsRefresh, n, cfg.LimitsRefresh, u) }, "how often per-tenant limit overrides are reloaded"},
+		{"kafka-buffer-bytes", "ABACUS_KAFKA_BUFFER_BYTES", func(n, u string) { fs.Int64Var(&cfg.KafkaBufferBytes, n, cfg.KafkaBufferBytes, u) }, "producer memory for unacknowledged records; when full, ingest answers UNAVAILABLE"},
+		{"ratelimit-local-share", "ABACUS_RATELIMIT_LOCAL_SHARE", func(n, u string) {
+			fs.Float64Var(&cfg.RateLimitLocalShare, n, cfg.RateLimitLocalShare, u)
+		}, "share (0-1] of each tenant's rate limit one node enforces alone while Redis is unreachable"},
+		{"auth-failure-rate", "ABACUS_AUTH_FAILURE_RATE", func(n, u string) { fs.Float64Var(&cfg.AuthFailureRate, n, cfg.AuthFailureRate, u) }, "failed authentications per second allowed per client address, after the burst"},
+		{"auth-failure-burst", "ABACUS_AUTH_FAILURE_BURST", func(n, u string) { fs.Int64Var(&cfg.AuthFailureBurst, n, cfg.AuthFailureBurst, u) }, "failed authentications allowed at once per client address"},
 	}
 	for _, v := range vars {
 		v.bind(v.flag, fmt.Sprintf("%s (env %s)", v.usage, v.env))
@@ -236,11 +278,23 @@ func (c Config) validateCommon() []error {
 	if c.StatementTimeout <= 0 {
 		errs = append(errs, errors.New("statement timeout must be positive"))
 	}
-	if c.MaxEventBytes < 256 || c.MaxEventBytes > MaxEventBytesLimit || int64(c.MaxEventBytes) > c.MaxRequestBytes {
-		errs = append(errs, fmt.Errorf("max event bytes must be 256 bytes to %d and at most max request bytes, got %d", MaxEventBytesLimit, c.MaxEventBytes))
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("default %w", err))
 	}
-	if c.EventPastWindow <= 0 || c.EventFutureWindow < 0 {
-		errs = append(errs, errors.New("event time windows must not be negative (past window positive)"))
+	if int64(c.Limits.MaxEventBytes) > c.MaxRequestBytes {
+		errs = append(errs, fmt.Errorf("max event bytes (%d) must not exceed max request bytes (%d)", c.Limits.MaxEventBytes, c.MaxRequestBytes))
+	}
+	if c.LimitsRefresh < 100*time.Millisecond || c.LimitsRefresh > time.Hour {
+		errs = append(errs, fmt.Errorf("limits refresh must be 100ms-1h, got %s", c.LimitsRefresh))
+	}
+	if c.KafkaBufferBytes < 1<<20 || c.KafkaBufferBytes > 16<<30 {
+		errs = append(errs, fmt.Errorf("kafka buffer bytes must be 1 MiB-16 GiB, got %d", c.KafkaBufferBytes))
+	}
+	if !(c.AuthFailureRate > 0) || c.AuthFailureBurst < 1 {
+		errs = append(errs, fmt.Errorf("auth failure rate must be positive and burst at least 1, got %v and %d", c.AuthFailureRate, c.AuthFailureBurst))
+	}
+	if !(c.RateLimitLocalShare > 0 && c.RateLimitLocalShare <= 1) {
+		errs = append(errs, fmt.Errorf("rate limit local share must be in (0, 1], got %v", c.RateLimitLocalShare))
 	}
 	return errs
 }

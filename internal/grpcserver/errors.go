@@ -45,6 +45,8 @@ func ToStatus(ctx context.Context, logger *slog.Logger, method string, err error
 		return withDetails(codes.NotFound, clientMessage(err), &errdetails.ErrorInfo{Reason: "NOT_FOUND", Domain: errorDomain})
 	case errors.Is(err, postgres.ErrAlreadyExists):
 		return withDetails(codes.AlreadyExists, clientMessage(err), &errdetails.ErrorInfo{Reason: "ALREADY_EXISTS", Domain: errorDomain})
+	case errors.Is(err, postgres.ErrFailedPrecondition):
+		return withDetails(codes.FailedPrecondition, clientMessage(err), &errdetails.ErrorInfo{Reason: "FAILED_PRECONDITION", Domain: errorDomain})
 	case errors.Is(err, postgres.ErrInvalidArgument):
 		return withDetails(codes.InvalidArgument, clientMessage(err), &errdetails.ErrorInfo{Reason: "INVALID_ARGUMENT", Domain: errorDomain})
 	case errors.Is(err, tenancy.ErrNoTenant):

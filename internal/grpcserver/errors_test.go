@@ -38,6 +38,7 @@ func TestToStatus(t *testing.T) {
 		{"deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "request deadline exceeded", false},
 		{"not found keeps what and why", fmt.Errorf("admin: get tenant: %w", fmt.Errorf("postgres: get tenant \"acme\": %w", postgres.ErrNotFound)), codes.NotFound, `get tenant "acme": not found`, false},
 		{"already exists", fmt.Errorf("create tenant: %w", postgres.ErrAlreadyExists), codes.AlreadyExists, "create tenant: already exists", false},
+		{"failed precondition", fmt.Errorf("rotate api key: %w: the key was revoked", postgres.ErrFailedPrecondition), codes.FailedPrecondition, "failed precondition: the key was revoked", false},
 		{"store invalid argument", fmt.Errorf("x: %w", postgres.ErrInvalidArgument), codes.InvalidArgument, "x: invalid argument", false},
 		{"no tenant", tenancy.ErrNoTenant, codes.Unauthenticated, "missing credentials", false},
 		{"event log unavailable", fmt.Errorf("produce: %w", eventlog.ErrUnavailable), codes.Unavailable, "event log unavailable", true},

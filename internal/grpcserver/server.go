@@ -38,6 +38,9 @@ type Config struct {
 	// SelfValidated lists request messages that the validation interceptor leaves to the
 	// handler (stream batches answered with per-event verdicts).
 	SelfValidated []protoreflect.FullName
+	// AuthFailureGuard, when set, runs just before authentication and refuses clients with too
+	// many failed authentications (*ratelimit.AuthFailureGuard).
+	AuthFailureGuard Guard
 	// TracerProvider and Propagator for the OpenTelemetry stats handler; nil means no-op.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
@@ -53,6 +56,12 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("grpcserver: no method policies: every call would be refused"))
 	}
 	return errors.Join(errs...)
+}
+
+// Guard provides interceptors that run before authentication.
+type Guard interface {
+	UnaryServerInterceptor() grpc.UnaryServerInterceptor
+	StreamServerInterceptor() grpc.StreamServerInterceptor
 }
 
 // Authenticator provides the auth interceptors (implemented by *auth.Authenticator).
@@ -102,6 +111,23 @@ func New(cfg Config, authn Authenticator, logger *slog.Logger, reg prometheus.Re
 		otelOpts = append(otelOpts, otelgrpc.WithPropagators(cfg.Propagator))
 	}
 
+	unary := []grpc.UnaryServerInterceptor{
+		recovery.UnaryServerInterceptor(recoverOpt),
+		obs.unary(),
+		errorUnaryInterceptor(logger),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		recovery.StreamServerInterceptor(recoverOpt),
+		obs.stream(),
+		errorStreamInterceptor(logger),
+	}
+	if cfg.AuthFailureGuard != nil {
+		unary = append(unary, cfg.AuthFailureGuard.UnaryServerInterceptor())
+		stream = append(stream, cfg.AuthFailureGuard.StreamServerInterceptor())
+	}
+	unary = append(unary, authn.UnaryServerInterceptor(cfg.Policies), recordUnary, val.unary())
+	stream = append(stream, authn.StreamServerInterceptor(cfg.Policies), recordStream, val.stream())
+
 	srv := grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
@@ -112,27 +138,15 @@ func New(cfg Config, authn Authenticator, logger *slog.Logger, reg prometheus.Re
 		//  2. observer: per-RPC metrics and the one log line per call, seeing the final code.
 		//  3. errors: maps domain errors to gRPC statuses with details (and masks unknown ones),
 		//     so the observer and clients see the same code.
-		//  4. auth: API key or admin token → principal and tenant in the context; unauthenticated
+		//  4. auth-failure guard (optional): refuses a client address that failed to
+		//     authenticate too often, before its credential costs a lookup.
+		//  5. auth: API key or admin token → principal and tenant in the context; unauthenticated
 		//     calls go no further, so nothing below does work for them.
-		//  5. tenant recorder: notes the tenant for the observer's log line.
-		//  6. validation: protovalidate rules from the .proto files → INVALID_ARGUMENT.
-		//  7. handler.
-		grpc.ChainUnaryInterceptor(
-			recovery.UnaryServerInterceptor(recoverOpt),
-			obs.unary(),
-			errorUnaryInterceptor(logger),
-			authn.UnaryServerInterceptor(cfg.Policies),
-			recordUnary,
-			val.unary(),
-		),
-		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recoverOpt),
-			obs.stream(),
-			errorStreamInterceptor(logger),
-			authn.StreamServerInterceptor(cfg.Policies),
-			recordStream,
-			val.stream(),
-		),
+		//  6. tenant recorder: notes the tenant for the observer's log line.
+		//  7. validation: protovalidate rules from the .proto files → INVALID_ARGUMENT.
+		//  8. handler.
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

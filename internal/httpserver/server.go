@@ -47,6 +47,7 @@ func NewHandler(ctx context.Context, cfg Config, conn *grpc.ClientConn, services
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONMarshaler()),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 	)
 	for _, register := range services {
 		if err := register(ctx, gw, conn); err != nil {
@@ -71,6 +72,24 @@ func NewHandler(ctx context.Context, cfg Config, conn *grpc.ClientConn, services
 	return mux, nil
 }
 
+// plainHeaders are the response metadata keys forwarded as plain HTTP headers
+// rather than as Grpc-Metadata-*: the rate-limit state of ingest calls
+// (draft-ietf-httpapi-ratelimit-headers).
+var plainHeaders = map[string]string{
+	"ratelimit-limit":     "RateLimit-Limit",
+	"ratelimit-remaining": "RateLimit-Remaining",
+	"ratelimit-reset":     "RateLimit-Reset",
+}
+
+// outgoingHeader maps response metadata to HTTP headers: plainHeaders by
+// name, the rest as the gateway does by default.
+func outgoingHeader(key string) (string, bool) {
+	if h, ok := plainHeaders[key]; ok {
+		return h, true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
+}
+
 // errorHandler is the gateway's default error rendering (gRPC status → HTTP status and a JSON
 // body with the code, message and details) plus the headers clients act on.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
@@ -81,6 +100,15 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		// scheme there, so this header is set when the default handler writes the status.
 		w = &headerOverride{ResponseWriter: w, key: "WWW-Authenticate", value: `Bearer realm="abacus"`}
 	case codes.Unavailable, codes.ResourceExhausted:
+		// A failed call's metadata may arrive as trailers only, which the
+		// default handler forwards only to clients that accept trailers.
+		if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+			for key, h := range plainHeaders {
+				if vs := md.TrailerMD.Get(key); len(vs) > 0 && len(md.HeaderMD.Get(key)) == 0 {
+					w.Header().Set(h, vs[0])
+				}
+			}
+		}
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
 				secs := int(ri.GetRetryDelay().AsDuration().Round(time.Second) / time.Second)

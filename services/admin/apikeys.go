@@ -15,6 +15,15 @@ import (
 // keyIDLength is the length of a key ID, fixed by the contract (ApiKey.key_id).
 const keyIDLength = 16
 
+// Grace periods of RotateApiKey, fixed by the contract
+// (RotateApiKeyRequest.grace_period).
+const (
+	// defaultRotationGrace applies when the request has no grace_period.
+	defaultRotationGrace = 24 * time.Hour
+	// maxRotationGrace is the longest grace period.
+	maxRotationGrace = 30 * 24 * time.Hour
+)
+
 // validKeyID reports whether s has the form of a key ID: 16 ASCII letters and
 // digits. It guards page tokens, which must resume after a real key ID.
 func validKeyID(s string) bool {
@@ -153,4 +162,66 @@ func (s *Service) RevokeApiKey(ctx context.Context, req *adminv1.RevokeApiKeyReq
 	}
 	s.logger.InfoContext(ctx, "api key revoked", attrs...)
 	return &adminv1.RevokeApiKeyResponse{ApiKey: protoAPIKey(k)}, nil
+}
+
+// RotateApiKey replaces a key of the tenant with a new one that has the same
+// scopes, display name and expiry, and sets the old key to expire at the end
+// of the grace period (24 hours when absent, 0 ends it at once, at most 30
+// days) unless it expires sooner anyway. The new secret is in the response
+// only. A key that is not the tenant's is postgres.ErrNotFound; one that is
+// revoked, expired or already rotated is postgres.ErrFailedPrecondition.
+func (s *Service) RotateApiKey(ctx context.Context, req *adminv1.RotateApiKeyRequest) (*adminv1.RotateApiKeyResponse, error) {
+	tenant, err := parseTenantID("tenant_id", req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	grace, err := rotationGrace(req)
+	if err != nil {
+		return nil, err
+	}
+	key, err := auth.GenerateKey()
+	if err != nil {
+		return nil, fmt.Errorf("admin: rotate api key: %w", err)
+	}
+	old, created, err := s.store.RotateAPIKey(ctx, tenant, req.GetKeyId(), grace, postgres.APIKey{
+		ID:     key.ID,
+		Tenant: tenant,
+		Hash:   key.Hash,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admin: rotate api key: %w", err)
+	}
+	attrs := []any{
+		slog.String("tenant_id", tenant.String()),
+		slog.String("key_id", created.ID),
+		slog.String("previous_key_id", old.ID),
+		slog.Duration("grace_period", grace),
+	}
+	if old.ExpiresAt != nil {
+		attrs = append(attrs, slog.Time("previous_expire_time", *old.ExpiresAt))
+	}
+	s.logger.InfoContext(ctx, "api key rotated", attrs...)
+	return &adminv1.RotateApiKeyResponse{
+		ApiKey:         protoAPIKey(created),
+		Secret:         key.Secret,
+		PreviousApiKey: protoAPIKey(old),
+	}, nil
+}
+
+// rotationGrace returns the request's grace period, or the default when it
+// has none; a period that is invalid, negative or too long is
+// INVALID_ARGUMENT.
+func rotationGrace(req *adminv1.RotateApiKeyRequest) (time.Duration, error) {
+	d := req.GetGracePeriod()
+	if d == nil {
+		return defaultRotationGrace, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, invalidArgument("grace_period", "not a valid duration")
+	}
+	grace := d.AsDuration()
+	if grace < 0 || grace > maxRotationGrace {
+		return 0, invalidArgument("grace_period", fmt.Sprintf("must be from 0s to %ds (30 days)", int64(maxRotationGrace/time.Second)))
+	}
+	return grace, nil
 }

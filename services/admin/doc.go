@@ -14,8 +14,32 @@
 //
 // CreateApiKey generates a key with auth.GenerateKey, stores only its hash and
 // returns the secret once, in that response. No other response, log line or
-// error carries a secret or a hash. Key creation and revocation are logged at
-// info level with tenant_id and key_id as an audit trail of operator actions.
+// error carries a secret or a hash. Key creation, rotation and revocation are
+// logged at info level with tenant_id and key_id as an audit trail of operator
+// actions.
+//
+// RotateApiKey issues the successor the same way and, in one store
+// transaction, gives it the old key's scopes, display name and expiry and sets
+// the old key to expire when the grace period ends (24 hours unless the
+// request says otherwise, 0 for at once, at most 30 days). A key is rotated
+// once; rotating a revoked, expired or already rotated key is
+// postgres.ErrFailedPrecondition. Every ApiKey carries last_used_time to the
+// minute, as recorded by the authentication layer.
+//
+// # Limits
+//
+// A tenant's limits field holds its overrides of the operator's defaults,
+// only the overridden fields set. UpdateTenant changes them with the mask path
+// limits (the request's limits become the overrides) or limits.<field> (one
+// override, removed when the request leaves the field unset). The request's
+// values are checked against the proto's rules, then the effective limits
+// (tenancy.DefaultLimits with the resulting overrides) against
+// tenancy.Limits.Validate, and every problem is named in one INVALID_ARGUMENT.
+// The read-modify-write runs in one transaction under the tenant's row lock
+// (postgres.DB.UpdateTenantFunc): two operators changing different limits of
+// one tenant at once both keep their change, and validation sees exactly what
+// is written. Every node picks the new overrides up through
+// tenancy.Overrides within its refresh interval.
 //
 // # Paging
 //
@@ -28,7 +52,8 @@
 // # Errors
 //
 // Handlers return the store's domain errors wrapped with the operation
-// (postgres.ErrNotFound, postgres.ErrAlreadyExists, postgres.ErrInvalidArgument)
+// (postgres.ErrNotFound, postgres.ErrAlreadyExists,
+// postgres.ErrFailedPrecondition, postgres.ErrInvalidArgument)
 // for the server's error-mapping interceptor to translate. Request problems the
 // proto's validation rules cannot express are returned directly as
 // INVALID_ARGUMENT statuses with an errdetails.BadRequest naming the field.

@@ -3,8 +3,11 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
+	"buf.build/go/protovalidate"
 	"github.com/prometheus/client_golang/prometheus"
 
 	adminv1 "github.com/abacus-analytics/abacus/gen/abacus/admin/v1"
@@ -22,8 +25,10 @@ type Store interface {
 	GetTenant(ctx context.Context, id tenancy.ID) (postgres.Tenant, error)
 	// ListTenants returns up to pageSize tenants with IDs after afterID, by ID.
 	ListTenants(ctx context.Context, pageSize int, afterID string) ([]postgres.Tenant, error)
-	// UpdateTenant changes the non-nil fields of u, or returns postgres.ErrNotFound.
-	UpdateTenant(ctx context.Context, id tenancy.ID, u postgres.TenantUpdate) (postgres.Tenant, error)
+	// UpdateTenantFunc reads the tenant, lets fn change it and writes it back
+	// in one transaction under the tenant's row lock; postgres.ErrNotFound
+	// when there is no such tenant. fn's error is returned unchanged.
+	UpdateTenantFunc(ctx context.Context, id tenancy.ID, fn func(*postgres.Tenant) error) (postgres.Tenant, error)
 	// CreateAPIKey inserts a key of tenant; a missing tenant is postgres.ErrNotFound.
 	CreateAPIKey(ctx context.Context, tenant tenancy.ID, k postgres.APIKey) (postgres.APIKey, error)
 	// ListAPIKeys returns up to pageSize keys of tenant after the key ID after, oldest first.
@@ -31,6 +36,11 @@ type Store interface {
 	// RevokeAPIKey revokes a key of tenant (idempotently), or returns
 	// postgres.ErrNotFound when tenant has no such key.
 	RevokeAPIKey(ctx context.Context, tenant tenancy.ID, keyID string) (postgres.APIKey, error)
+	// RotateAPIKey creates newKey as the successor of tenant's key keyID and
+	// ends the old key after grace, in one transaction; postgres.ErrNotFound
+	// when tenant has no such key, postgres.ErrFailedPrecondition when it is
+	// revoked, expired or already rotated.
+	RotateAPIKey(ctx context.Context, tenant tenancy.ID, keyID string, grace time.Duration, newKey postgres.APIKey) (old, created postgres.APIKey, err error)
 }
 
 // Config configures a [Service]. It has no settings yet: page sizes and key
@@ -44,9 +54,10 @@ func (c Config) Validate() error { return nil }
 type Service struct {
 	adminv1.UnimplementedAdminServiceServer
 
-	cfg    Config
-	store  Store
-	logger *slog.Logger
+	cfg       Config
+	store     Store
+	validator protovalidate.Validator
+	logger    *slog.Logger
 }
 
 var _ adminv1.AdminServiceServer = (*Service)(nil)
@@ -64,5 +75,9 @@ func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, store: store, logger: logger}, nil
+	validator, err := protovalidate.New(protovalidate.WithMessages(&adminv1.TenantLimits{}))
+	if err != nil {
+		return nil, fmt.Errorf("admin: compile validation rules: %w", err)
+	}
+	return &Service{cfg: cfg, store: store, validator: validator, logger: logger}, nil
 }

@@ -11,15 +11,6 @@ import (
 	"github.com/abacus-analytics/abacus/tenancy"
 )
 
-// Update-mask paths UpdateTenant accepts, relative to the Tenant message.
-const (
-	pathDisplayName = "display_name"
-	pathState       = "state"
-)
-
-// updatablePaths lists the update-mask paths in the order error messages name them.
-var updatablePaths = []string{pathDisplayName, pathState}
-
 // parseTenantID turns a request's tenant_id into a tenancy.ID, or returns an
 // INVALID_ARGUMENT naming field.
 func parseTenantID(field, s string) (tenancy.ID, error) {
@@ -92,8 +83,19 @@ func (s *Service) ListTenants(ctx context.Context, req *adminv1.ListTenantsReque
 	return resp, nil
 }
 
-// UpdateTenant changes the fields of a tenant named in update_mask
-// (display_name, state). Any other path, or an empty mask, is INVALID_ARGUMENT.
+// UpdateTenant changes the fields of a tenant named in update_mask:
+// display_name, state, limits (every override: the request's set fields become
+// the overrides, all others are removed) and limits.<field> (one override: set
+// to the request's value, or removed when the request leaves the field unset).
+// Any other path, or an empty mask, is INVALID_ARGUMENT. Limits are checked
+// before anything is written: the request's values against the contract's
+// rules, then the effective limits (the defaults with the tenant's resulting
+// overrides) with tenancy.Limits.Validate, every problem named in one
+// INVALID_ARGUMENT.
+//
+// The tenant is read and written in one transaction under its row lock
+// (postgres.DB.UpdateTenantFunc), so concurrent updates of different limits
+// of one tenant each keep the other's change.
 func (s *Service) UpdateTenant(ctx context.Context, req *adminv1.UpdateTenantRequest) (*adminv1.UpdateTenantResponse, error) {
 	in := req.GetTenant()
 	if in == nil {
@@ -103,48 +105,31 @@ func (s *Service) UpdateTenant(ctx context.Context, req *adminv1.UpdateTenantReq
 	if err != nil {
 		return nil, err
 	}
-	update, err := tenantUpdate(in, req.GetUpdateMask().GetPaths())
+	change, err := s.parseTenantChange(in, req.GetUpdateMask().GetPaths())
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.store.UpdateTenant(ctx, id, update)
+	var refused error // a status built inside the transaction
+	t, err := s.store.UpdateTenantFunc(ctx, id, func(t *postgres.Tenant) error {
+		refused = change.apply(t)
+		return refused
+	})
+	if refused != nil {
+		return nil, refused
+	}
 	if err != nil {
 		return nil, fmt.Errorf("admin: update tenant: %w", err)
 	}
 	attrs := []any{slog.String("tenant_id", id.String())}
-	if update.State != nil {
-		attrs = append(attrs, slog.String("state", *update.State))
+	if change.state != nil {
+		attrs = append(attrs, slog.String("state", *change.state))
 	}
-	if update.DisplayName != nil {
+	if change.displayName != nil {
 		attrs = append(attrs, slog.Bool("display_name_changed", true))
+	}
+	if len(change.limitFields) > 0 {
+		attrs = append(attrs, slog.Any("limits_changed", change.limitFields))
 	}
 	s.logger.InfoContext(ctx, "tenant updated", attrs...)
 	return &adminv1.UpdateTenantResponse{Tenant: protoTenant(t)}, nil
-}
-
-// tenantUpdate builds the store update for the fields of in named by paths.
-func tenantUpdate(in *adminv1.Tenant, paths []string) (postgres.TenantUpdate, error) {
-	allowed := "allowed paths: " + strings.Join(updatablePaths, ", ")
-	if len(paths) == 0 {
-		return postgres.TenantUpdate{}, invalidArgument("update_mask", "must name at least one field; "+allowed)
-	}
-	var u postgres.TenantUpdate
-	for _, p := range paths {
-		switch p {
-		case pathDisplayName:
-			name := in.GetDisplayName()
-			u.DisplayName = &name
-		case pathState:
-			state, ok := storeState(in.GetState())
-			if !ok {
-				return postgres.TenantUpdate{}, invalidArgument("tenant.state",
-					"must be TENANT_STATE_ACTIVE or TENANT_STATE_SUSPENDED when update_mask names state")
-			}
-			u.State = &state
-		default:
-			return postgres.TenantUpdate{}, invalidArgument("update_mask",
-				fmt.Sprintf("path %.64q cannot be updated; %s", p, allowed))
-		}
-	}
-	return u, nil
 }

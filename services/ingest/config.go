@@ -1,46 +1,78 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/abacus-analytics/abacus/eventlog"
+	"github.com/abacus-analytics/abacus/auth"
+	"github.com/abacus-analytics/abacus/ratelimit"
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // Defaults of [Config].
 const (
-	DefaultMaxEventBytes        = 32 << 10
-	DefaultMaxBatchEvents       = 10000
-	DefaultPastWindow           = 7 * 24 * time.Hour
-	DefaultFutureWindow         = 10 * time.Minute
 	DefaultMaxInFlightPerStream = 8
 	DefaultProduceTimeout       = 10 * time.Second
 )
 
 // contractMaxBatchEvents is the most events a request may carry per
-// ingest.proto; a configured limit can only be lower.
+// ingest.proto; a tenant's limit can only be lower.
 const contractMaxBatchEvents = 10000
 
-// maxEventBytesLimit keeps every valid event small enough to fit into one
-// event log record with room to spare.
-const maxEventBytesLimit = eventlog.MaxRecordBytes / 2
+// LimitSource gives the limits in force for a tenant. *tenancy.Overrides
+// implements it; the call must be cheap and must not block.
+type LimitSource interface {
+	For(id tenancy.ID) tenancy.Limits
+}
+
+var _ LimitSource = (*tenancy.Overrides)(nil)
+
+// RateLimiter takes up to n units from a tenant's bucket of the given kind
+// ("events", "requests"). *ratelimit.Limiter implements it; it decides
+// locally when its shared store is unreachable, so an error only means a
+// canceled context or a bug.
+type RateLimiter interface {
+	AllowN(ctx context.Context, tenant tenancy.ID, kind string, limit ratelimit.Limit, n int) (ratelimit.Result, error)
+}
+
+var _ RateLimiter = (*ratelimit.Limiter)(nil)
+
+// QuotaCounter counts accepted events against the monthly quota.
+// *ratelimit.Quota implements it.
+type QuotaCounter interface {
+	Reserve(ctx context.Context, tenant tenancy.ID, now time.Time, n int, hard int64) (ratelimit.QuotaResult, error)
+	Refund(ctx context.Context, tenant tenancy.ID, periodStart time.Time, n int) error
+}
+
+var _ QuotaCounter = (*ratelimit.Quota)(nil)
+
+// KeyChecker re-checks the credential of a long-lived stream.
+// *auth.Authenticator implements it.
+type KeyChecker interface {
+	Recheck(ctx context.Context, p auth.Principal) error
+}
+
+var _ KeyChecker = (*auth.Authenticator)(nil)
 
 // Config configures the [Service]. Zero values mean the documented defaults.
 type Config struct {
-	// MaxEventBytes is the largest accepted event, proto-encoded
-	// (default 32 KiB, at most 450 KiB).
-	MaxEventBytes int
-	// MaxBatchEvents is how many events of one request are considered
-	// (default and maximum 10,000, the contract's limit); the rest are
-	// rejected with BATCH_TOO_LARGE.
-	MaxBatchEvents int
-	// PastWindow is how far in the past an event's timestamp may lie
-	// (default 7 days).
-	PastWindow time.Duration
-	// FutureWindow is how far in the future an event's timestamp may lie,
-	// for clock skew (default 10 minutes).
-	FutureWindow time.Duration
+	// Limits gives each tenant's limits: batch size, event size, properties,
+	// timestamp window, rates and quota (default: tenancy.DefaultLimits for
+	// every tenant).
+	Limits LimitSource
+	// RateLimiter enforces the events-per-second and requests-per-second
+	// limits across nodes (nil: no rate limits).
+	RateLimiter RateLimiter
+	// Quota enforces the monthly event quota and counts the usage tenants
+	// read with GetUsage (nil: no quota).
+	Quota QuotaCounter
+	// Keys re-checks a stream's API key before each batch, so that a key
+	// revoked or a tenant suspended while a stream is open stops it within
+	// the authenticator's cache TTL (nil: checked only when the stream
+	// opens).
+	Keys KeyChecker
 	// MaxInFlightPerStream is how many batches of one IngestStream are
 	// processed at once (default 8); when reached, the stream stops reading.
 	MaxInFlightPerStream int
@@ -53,18 +85,14 @@ type Config struct {
 	Now func() time.Time
 }
 
+// defaultLimits is the LimitSource of a Config without one.
+type defaultLimits struct{ l tenancy.Limits }
+
+func (d defaultLimits) For(tenancy.ID) tenancy.Limits { return d.l }
+
 func (c Config) withDefaults() Config {
-	if c.MaxEventBytes == 0 {
-		c.MaxEventBytes = DefaultMaxEventBytes
-	}
-	if c.MaxBatchEvents == 0 {
-		c.MaxBatchEvents = DefaultMaxBatchEvents
-	}
-	if c.PastWindow == 0 {
-		c.PastWindow = DefaultPastWindow
-	}
-	if c.FutureWindow == 0 {
-		c.FutureWindow = DefaultFutureWindow
+	if c.Limits == nil {
+		c.Limits = defaultLimits{tenancy.DefaultLimits()}
 	}
 	if c.MaxInFlightPerStream == 0 {
 		c.MaxInFlightPerStream = DefaultMaxInFlightPerStream
@@ -82,18 +110,6 @@ func (c Config) withDefaults() Config {
 // are valid: they mean the defaults.
 func (c Config) Validate() error {
 	var errs []error
-	if c.MaxEventBytes < 0 || c.MaxEventBytes > maxEventBytesLimit {
-		errs = append(errs, fmt.Errorf("ingest: config: MaxEventBytes is %d, must be 1 to %d", c.MaxEventBytes, maxEventBytesLimit))
-	}
-	if c.MaxBatchEvents < 0 || c.MaxBatchEvents > contractMaxBatchEvents {
-		errs = append(errs, fmt.Errorf("ingest: config: MaxBatchEvents is %d, must be 1 to %d", c.MaxBatchEvents, contractMaxBatchEvents))
-	}
-	if c.PastWindow < 0 {
-		errs = append(errs, fmt.Errorf("ingest: config: PastWindow is %v, must be positive", c.PastWindow))
-	}
-	if c.FutureWindow < 0 {
-		errs = append(errs, fmt.Errorf("ingest: config: FutureWindow is %v, must be positive", c.FutureWindow))
-	}
 	if c.MaxInFlightPerStream < 0 {
 		errs = append(errs, fmt.Errorf("ingest: config: MaxInFlightPerStream is %d, must be positive", c.MaxInFlightPerStream))
 	}

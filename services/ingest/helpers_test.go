@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/abacus-analytics/abacus/eventlog"
-	eventlogv1 "github.com/abacus-analytics/abacus/gen/abacus/eventlog/v1"
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
 	"github.com/abacus-analytics/abacus/internal/devstack"
 	"github.com/abacus-analytics/abacus/internal/devstack/devstacktest"
@@ -62,6 +61,21 @@ func newEnv(t *testing.T, edit func(*ingest.Config)) *env {
 	return &env{svc: svc, kafka: k, reg: reg, producer: cp}
 }
 
+// withLimits returns a newEnv edit that gives every tenant the default limits
+// changed by edit.
+func withLimits(edit func(*tenancy.Limits)) func(*ingest.Config) {
+	return func(c *ingest.Config) {
+		l := tenancy.DefaultLimits()
+		edit(&l)
+		c.Limits = fixedLimits{l}
+	}
+}
+
+// fixedLimits gives every tenant the same limits.
+type fixedLimits struct{ l tenancy.Limits }
+
+func (f fixedLimits) For(tenancy.ID) tenancy.Limits { return f.l }
+
 // countingProducer counts Produce calls and the most ever in flight at once.
 type countingProducer struct {
 	next        ingest.Producer
@@ -70,7 +84,7 @@ type countingProducer struct {
 	maxInFlight atomic.Int64
 }
 
-func (c *countingProducer) Produce(ctx context.Context, tenant tenancy.ID, batch *eventlogv1.Batch) error {
+func (c *countingProducer) ProduceEncoded(ctx context.Context, tenant tenancy.ID, received time.Time, events []eventlog.EncodedEvent) error {
 	c.calls.Add(1)
 	n := c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
@@ -80,7 +94,7 @@ func (c *countingProducer) Produce(ctx context.Context, tenant tenancy.ID, batch
 			break
 		}
 	}
-	return c.next.Produce(ctx, tenant, batch)
+	return c.next.ProduceEncoded(ctx, tenant, received, events)
 }
 
 // tenantCtx is a request context authenticated as tenant.

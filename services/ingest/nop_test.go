@@ -2,11 +2,14 @@ package ingest
 
 import (
 	"context"
+	"time"
 
-	eventlogv1 "github.com/abacus-analytics/abacus/gen/abacus/eventlog/v1"
+	"github.com/abacus-analytics/abacus/eventlog"
 	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 type nopProducer struct{}
 
-func (nopProducer) Produce(context.Context, tenancy.ID, *eventlogv1.Batch) error { return nil }
+func (nopProducer) ProduceEncoded(context.Context, tenancy.ID, time.Time, []eventlog.EncodedEvent) error {
+	return nil
+}

@@ -48,7 +48,7 @@ func newStreamEnv(t *testing.T, tenant tenancy.ID, edit func(*ingest.Config)) *s
 			e.ended <- err
 			return err
 		}))
-	ingestv1.RegisterIngestServiceServer(srv, e.svc)
+	e.svc.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 

@@ -13,100 +13,151 @@ import (
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/abacus-analytics/abacus/eventlog"
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // verdicts is the outcome of judging one batch: every event is either in
-// accepted (with its index at the same position of acceptedIndex) or in
-// rejected, never both.
+// accepted or in rejected, never both.
 type verdicts struct {
-	accepted      []*ingestv1.Event
-	acceptedIndex []int32
-	rejected      []*ingestv1.RejectedEvent // by ascending index
+	accepted []acceptedEvent           // by ascending index
+	rejected []*ingestv1.RejectedEvent // by ascending index
+}
+
+// acceptedEvent is an event that passed every check, encoded for the event
+// log.
+type acceptedEvent struct {
+	index int32
+	id    []byte // its event_id, for a verdict if it is throttled later
+	eventlog.EncodedEvent
+}
+
+// encoded returns the events to write.
+func (v *verdicts) encoded() []eventlog.EncodedEvent {
+	out := make([]eventlog.EncodedEvent, len(v.accepted))
+	for i, a := range v.accepted {
+		out[i] = a.EncodedEvent
+	}
+	return out
 }
 
 // problem is why an event is rejected.
 type problem struct {
 	reason  ingestv1.RejectReason
 	message string
+	// retryAfter is set for throttled events: when to send them again.
+	retryAfter time.Duration
 }
 
 func reject(reason ingestv1.RejectReason, format string, args ...any) *problem {
 	return &problem{reason: reason, message: fmt.Sprintf(format, args...)}
 }
 
-// judge gives every event of a batch exactly one verdict. It is shared by
-// Ingest and IngestStream. The error is not about the events: it means the
-// validator itself failed, a server bug.
-func (s *Service) judge(events []*ingestv1.Event, now time.Time) (verdicts, error) {
-	v := verdicts{
-		accepted:      make([]*ingestv1.Event, 0, len(events)),
-		acceptedIndex: make([]int32, 0, len(events)),
-	}
-	var tooMany string
+// batchTooLarge is the problem of the events past the tenant's batch limit.
+func batchTooLarge(n int, lim *tenancy.Limits) *problem {
+	return reject(ingestv1.RejectReason_REJECT_REASON_BATCH_TOO_LARGE,
+		"batch has %d events, limit %d: events from index %d on were not processed; send them in another batch",
+		n, lim.MaxBatchEvents, lim.MaxBatchEvents)
+}
+
+// judge gives every event of a decoded batch exactly one verdict under the
+// tenant's limits lim, encoding the accepted ones. It serves unary Ingest
+// (the REST gateway's path); streams are judged as received by judgeWire.
+// The error is not about the events: it means the validator itself failed,
+// a server bug.
+func (s *Service) judge(events []*ingestv1.Event, now time.Time, lim *tenancy.Limits) (verdicts, error) {
+	v := verdicts{accepted: make([]acceptedEvent, 0, len(events))}
+	var tooMany *problem
 	for i, ev := range events {
-		if i >= s.cfg.MaxBatchEvents {
+		if i >= lim.MaxBatchEvents {
 			// Not looked at: the client has to send them again anyway, and
 			// this keeps the work per request bounded by the limit.
-			if tooMany == "" {
-				tooMany = fmt.Sprintf("batch has %d events, limit %d: events from index %d on were not processed; send them in another batch",
-					len(events), s.cfg.MaxBatchEvents, s.cfg.MaxBatchEvents)
+			if tooMany == nil {
+				tooMany = batchTooLarge(len(events), lim)
 			}
-			v.rejected = append(v.rejected, rejectedEvent(i, ev, &problem{ingestv1.RejectReason_REJECT_REASON_BATCH_TOO_LARGE, tooMany}))
+			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), tooMany))
 			continue
 		}
-		p, err := s.check(ev, now)
+		p, err := s.check(ev, now, lim)
 		if err != nil {
 			return verdicts{}, err
 		}
 		if p != nil {
-			v.rejected = append(v.rejected, rejectedEvent(i, ev, p))
+			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), p))
 			continue
 		}
-		v.accepted = append(v.accepted, ev)
-		v.acceptedIndex = append(v.acceptedIndex, int32(i))
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return verdicts{}, fmt.Errorf("ingest: encode event: %w", err)
+		}
+		v.accepted = append(v.accepted, acceptedEvent{
+			index:        int32(i),
+			id:           []byte(ev.GetEventId()),
+			EncodedEvent: eventlog.EncodedEvent{Data: data, ShardKey: []byte(shardKey(ev.GetUserId(), ev.GetEventId()))},
+		})
 	}
 	return v, nil
 }
 
-// check returns why ev must be rejected, or nil. The first failing check
-// decides.
-func (s *Service) check(ev *ingestv1.Event, now time.Time) (*problem, error) {
+// shardKey is the key that picks an event's Kafka shard: its user, or its
+// own id when it has none.
+func shardKey(userID, eventID string) string {
+	if userID != "" {
+		return userID
+	}
+	return eventID
+}
+
+// check returns why ev must be rejected under the limits lim, or nil. The
+// first failing check decides.
+func (s *Service) check(ev *ingestv1.Event, now time.Time, lim *tenancy.Limits) (*problem, error) {
 	if ev == nil {
 		ev = &ingestv1.Event{} // cannot come off the wire; rejected as empty
 	}
 	if p := checkUTF8(ev); p != nil {
 		return p, nil
 	}
-	if err := s.validator.Validate(ev); err != nil {
-		var ve *protovalidate.ValidationError
-		if !errors.As(err, &ve) || len(ve.Violations) == 0 {
-			return nil, fmt.Errorf("ingest: validate event: %w", err)
+	if !plainValid(ev) {
+		if err := s.validator.Validate(ev); err != nil {
+			var ve *protovalidate.ValidationError
+			if !errors.As(err, &ve) || len(ve.Violations) == 0 {
+				return nil, fmt.Errorf("ingest: validate event: %w", err)
+			}
+			return describe(ev, firstViolation(ve.Violations)), nil
 		}
-		return describe(ev, firstViolation(ve.Violations)), nil
 	}
-	if p := s.checkTimestamp(ev, now); p != nil {
+	if n := len(ev.GetProperties()); n > lim.MaxProperties {
+		return reject(ingestv1.RejectReason_REJECT_REASON_TOO_MANY_PROPERTIES,
+			"properties has %d pairs, limit %d", n, lim.MaxProperties), nil
+	}
+	if p := checkTimestamp(ev, now, lim); p != nil {
 		return p, nil
 	}
-	if n := proto.Size(ev); n > s.cfg.MaxEventBytes {
+	if n := proto.Size(ev); n > lim.MaxEventBytes {
 		return reject(ingestv1.RejectReason_REJECT_REASON_EVENT_TOO_LARGE,
-			"event is %d bytes encoded, limit %d", n, s.cfg.MaxEventBytes), nil
+			"event is %d bytes encoded, limit %d", n, lim.MaxEventBytes), nil
 	}
 	return nil, nil
 }
 
-// rejectedEvent builds the verdict of the event at index i. The echoed
-// event_id is made valid UTF-8 (the response is marshaled with UTF-8
-// validation) and cut at maxEchoBytes so hostile input is not echoed at
+// rejectedEvent builds the verdict of the event at index i whose event_id is
+// id. The echoed event_id is made valid UTF-8 (the response is marshaled with
+// UTF-8 validation) and cut at maxEchoBytes so hostile input is not echoed at
 // length.
-func rejectedEvent(i int, ev *ingestv1.Event, p *problem) *ingestv1.RejectedEvent {
-	return &ingestv1.RejectedEvent{
+func rejectedEvent(i int, id string, p *problem) *ingestv1.RejectedEvent {
+	r := &ingestv1.RejectedEvent{
 		Index:   int32(i),
-		EventId: echo(ev.GetEventId()),
+		EventId: echo(id),
 		Reason:  p.reason,
 		Message: p.message,
 	}
+	if p.retryAfter > 0 {
+		r.RetryAfter = durationpb.New(p.retryAfter)
+	}
+	return r
 }
 
 // maxEchoBytes bounds the event_id echoed in a verdict. Valid event_ids are at
@@ -182,18 +233,19 @@ const (
 	maxTimestampSeconds = 253402300799
 )
 
-// checkTimestamp rejects a timestamp outside [now-PastWindow, now+FutureWindow]
-// or one that is not a valid google.protobuf.Timestamp. protovalidate already
-// made sure it is present.
-func (s *Service) checkTimestamp(ev *ingestv1.Event, now time.Time) *problem {
+// checkTimestamp rejects a timestamp outside the tenant's window
+// [now-TimestampPastWindow, now+TimestampFutureWindow] or one that is not a
+// valid google.protobuf.Timestamp. The rules already made sure it is present.
+func checkTimestamp(ev *ingestv1.Event, now time.Time, lim *tenancy.Limits) *problem {
+	past, future := lim.TimestampPastWindow, lim.TimestampFutureWindow
 	ts := ev.GetTimestamp()
 	switch sec, nanos := ts.GetSeconds(), ts.GetNanos(); {
 	case sec < minTimestampSeconds:
 		return reject(ingestv1.RejectReason_REJECT_REASON_TIMESTAMP_TOO_OLD,
-			"timestamp is before year 1 (seconds %d), limit %s in the past", sec, humanDuration(s.cfg.PastWindow))
+			"timestamp is before year 1 (seconds %d), limit %s in the past", sec, humanDuration(past))
 	case sec > maxTimestampSeconds:
 		return reject(ingestv1.RejectReason_REJECT_REASON_TIMESTAMP_TOO_FAR_IN_FUTURE,
-			"timestamp is after year 9999 (seconds %d), limit %s in the future", sec, humanDuration(s.cfg.FutureWindow))
+			"timestamp is after year 9999 (seconds %d), limit %s in the future", sec, humanDuration(future))
 	case nanos < 0 || nanos > 999_999_999:
 		// No better reason exists in v1: a timestamp that is not a valid
 		// point in time is as good as missing.
@@ -201,13 +253,13 @@ func (s *Service) checkTimestamp(ev *ingestv1.Event, now time.Time) *problem {
 			"timestamp is not a valid time: nanos is %d, must be 0 to 999999999", nanos)
 	}
 	t := ts.AsTime()
-	if earliest := now.Add(-s.cfg.PastWindow); t.Before(earliest) {
+	if earliest := now.Add(-past); t.Before(earliest) {
 		return reject(ingestv1.RejectReason_REJECT_REASON_TIMESTAMP_TOO_OLD,
-			"timestamp %s is %s in the past, limit %s", t.Format(time.RFC3339Nano), humanDuration(now.Sub(t)), humanDuration(s.cfg.PastWindow))
+			"timestamp %s is %s in the past, limit %s", t.Format(time.RFC3339Nano), humanDuration(now.Sub(t)), humanDuration(past))
 	}
-	if latest := now.Add(s.cfg.FutureWindow); t.After(latest) {
+	if latest := now.Add(future); t.After(latest) {
 		return reject(ingestv1.RejectReason_REJECT_REASON_TIMESTAMP_TOO_FAR_IN_FUTURE,
-			"timestamp %s is %s in the future, limit %s", t.Format(time.RFC3339Nano), humanDuration(t.Sub(now)), humanDuration(s.cfg.FutureWindow))
+			"timestamp %s is %s in the future, limit %s", t.Format(time.RFC3339Nano), humanDuration(t.Sub(now)), humanDuration(future))
 	}
 	return nil
 }

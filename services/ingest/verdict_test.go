@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // TestEveryValidatedFieldHasAReason guards the mapping from protovalidate
@@ -54,9 +55,16 @@ func TestEchoIsValidAndBounded(t *testing.T) {
 	require.True(t, utf8.ValidString(multi))
 }
 
+// fuzzLimits are the limits of fuzzService: the defaults with batches of 3.
+func fuzzLimits() tenancy.Limits {
+	l := tenancy.DefaultLimits()
+	l.MaxBatchEvents = 3
+	return l
+}
+
 // fuzzService is a service for judging only; it never produces.
 func fuzzService(t testing.TB) *Service {
-	svc, err := New(Config{MaxBatchEvents: 3, Now: func() time.Time { return time.Unix(1_770_000_000, 0) }}, nopProducer{}, nil, nil)
+	svc, err := New(Config{Limits: defaultLimits{fuzzLimits()}, Now: func() time.Time { return time.Unix(1_770_000_000, 0) }}, nopProducer{}, nil, nil)
 	require.NoError(t, err)
 	return svc
 }
@@ -71,6 +79,7 @@ func FuzzJudge(f *testing.F) {
 	f.Add("a b\xff", "1x", "\xff", "s\xfe", int64(math.MaxInt64), int32(-1), true, "k\xff", "\xff", uint8(70), math.NaN(), true, uint8(5))
 	f.Add("e", "t", "u", "s", int64(math.MinInt64), int32(2_000_000_000), true, "", "v", uint8(64), math.Inf(-1), true, uint8(4))
 	svc := fuzzService(f)
+	lim := fuzzLimits()
 	f.Fuzz(func(t *testing.T, id, typ, user, session string, sec int64, nanos int32, hasTS bool,
 		key, value string, nProps uint8, num float64, hasNum bool, nEvents uint8) {
 		ev := &ingestv1.Event{EventId: id, Type: typ, UserId: user, SessionId: session}
@@ -95,17 +104,19 @@ func FuzzJudge(f *testing.F) {
 			events[1] = nil // cannot come off the wire, must not break judge
 		}
 
-		v, err := svc.judge(events, svc.cfg.Now())
+		v, err := svc.judge(events, svc.cfg.Now(), &lim)
 		require.NoError(t, err)
 		require.Equal(t, n, len(v.accepted)+len(v.rejected))
-		require.Len(t, v.acceptedIndex, len(v.accepted))
 		seen := make([]bool, n)
-		for i, idx := range v.acceptedIndex {
+		for _, a := range v.accepted {
+			idx := a.index
 			require.False(t, seen[idx])
 			seen[idx] = true
-			require.Same(t, events[idx], v.accepted[i])
-			require.NoError(t, svc.validator.Validate(v.accepted[i]))
-			require.LessOrEqual(t, proto.Size(v.accepted[i]), svc.cfg.MaxEventBytes)
+			var got ingestv1.Event
+			require.NoError(t, proto.Unmarshal(a.Data, &got))
+			require.True(t, proto.Equal(events[idx], &got))
+			require.NoError(t, svc.validator.Validate(&got))
+			require.LessOrEqual(t, len(a.Data), lim.MaxEventBytes)
 		}
 		for _, r := range v.rejected {
 			require.False(t, seen[r.GetIndex()], "index %d judged twice", r.GetIndex())

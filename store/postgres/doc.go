@@ -11,7 +11,8 @@
 //
 // [Open] connects and pings within ctx and starts nothing else. Errors are the
 // sentinels of errors.go ([ErrNotFound], [ErrAlreadyExists], [ErrFenced],
-// [ErrInvalidArgument]) wrapped with the operation; test them with errors.Is.
+// [ErrFailedPrecondition], [ErrInvalidArgument]) wrapped with the operation;
+// test them with errors.Is.
 //
 // # Schema
 //
@@ -21,9 +22,11 @@
 // the run, so any number of processes may call Migrate at once. Each file is
 // a text/template; {{ if .Timescale }} chooses hypertables over plain tables.
 //
-//	tenants           (tenant_id)                    display name, state active|suspended
+//	tenants           (tenant_id)                    display name, state active|suspended,
+//	                                                 limit overrides (jsonb)
 //	api_keys          (key_id), index (tenant_id, created_at, key_id)
-//	                                                 secret hash, scopes, expiry, revocation
+//	                                                 secret hash, scopes, expiry, revocation,
+//	                                                 last use, successor after rotation
 //	event_dedup       (tenant_id, event_id)          one row per event ever counted
 //	events            index (tenant_id, event_type, event_time)
 //	                                                 raw events; hypertable on event_time
@@ -32,9 +35,26 @@
 //	                                                 hypertable on bucket
 //	consumer_offsets  (group_id, topic, partition)   next offset and consumer generation
 //
+// # Limits and keys
+//
+// A tenant's limit overrides are stored as the JSON of
+// [tenancy.LimitOverrides] (only overridden limits present, '{}' for none) and
+// served to every node by [DB.LoadLimitOverrides]. The store does not judge
+// them; the admin service validates the effective limits before writing, and
+// changes some overrides while keeping others with [DB.UpdateTenantFunc],
+// whose read-modify-write holds the tenant's row lock, so two concurrent
+// changes of different limits both survive.
+//
+// [DB.RotateAPIKey] locks the old key's row, creates its successor and sets the
+// old key's expiry to the end of the grace period in one transaction; a key is
+// rotated at most once (api_keys.replaced_by). [DB.TouchAPIKeys] records the
+// last use of many keys in one statement and never moves a time backwards.
+//
 // Every table holding tenant data leads its keys with tenant_id, and every
-// query on tenant data filters on it. The single exception is
-// [DB.LookupAPIKey], which runs during authentication to find the tenant.
+// query on tenant data filters on it. The exceptions are the two queries of
+// the authentication path, keyed by the globally unique key ID:
+// [DB.LookupAPIKey], which finds the tenant, and [DB.TouchAPIKeys], which
+// records the use of keys that just authenticated.
 // Identifier columns use the "C" collation (bytewise compare and sort).
 //
 // # Exactly once: the dedup and offset transaction

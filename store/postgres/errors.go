@@ -26,6 +26,12 @@ var (
 	// caller lost its partitions and must drop the batch, not retry it.
 	ErrFenced = errors.New("fenced by a newer consumer generation")
 
+	// ErrFailedPrecondition is returned when the addressed row exists but
+	// its state forbids the operation, such as rotating an API key that is
+	// revoked, expired or already rotated. Retrying the same call cannot
+	// succeed; the message says which state is in the way.
+	ErrFailedPrecondition = errors.New("failed precondition")
+
 	// ErrInvalidArgument is returned for arguments this package refuses before
 	// touching the database (an unknown granularity, an event without an ID,
 	// a tenant state outside the allowed set, ...).

@@ -23,8 +23,11 @@ func requireSchema(t *testing.T, db *postgres.DB) {
 	}
 	var version int
 	require.NoError(t, db.Pool().QueryRow(t.Context(), `SELECT version FROM abacus_schema_version`).Scan(&version))
-	require.Equal(t, 1, version)
+	require.Equal(t, latestVersion, version)
 }
+
+// latestVersion is the number of the newest file in migrations/.
+const latestVersion = 2
 
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()

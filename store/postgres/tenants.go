@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,6 +36,11 @@ type Tenant struct {
 	DisplayName string
 	// State is [TenantActive] or [TenantSuspended].
 	State string
+	// Limits are the tenant's overrides of the default limits; the zero
+	// value overrides nothing. The store keeps them as given: whether they
+	// make valid limits is for the caller to decide (see
+	// [tenancy.Limits.Validate]).
+	Limits tenancy.LimitOverrides
 	// CreatedAt and UpdatedAt are set by the database (UTC).
 	CreatedAt, UpdatedAt time.Time
 }
@@ -46,15 +52,20 @@ type TenantUpdate struct {
 	DisplayName *string
 	// State, when set, must be [TenantActive] or [TenantSuspended].
 	State *string
+	// Limits, when set, replaces all of the tenant's limit overrides (the
+	// zero LimitOverrides removes them all). To change some overrides and
+	// keep the others, use [DB.UpdateTenantFunc], which reads and writes
+	// under a row lock.
+	Limits *tenancy.LimitOverrides
 }
 
-const tenantColumns = `tenant_id, display_name, state, created_at, updated_at`
+const tenantColumns = `tenant_id, display_name, state, limits, created_at, updated_at`
 
 // Named tenant queries. The tenants table is keyed by tenant_id itself.
 const (
 	sqlCreateTenant = `
-INSERT INTO tenants (tenant_id, display_name, state)
-VALUES ($1, $2, $3)
+INSERT INTO tenants (tenant_id, display_name, state, limits)
+VALUES ($1, $2, $3, $4)
 RETURNING ` + tenantColumns
 
 	sqlGetTenant = `
@@ -74,6 +85,25 @@ LIMIT $2`
 UPDATE tenants
 SET display_name = coalesce($2, display_name),
     state        = coalesce($3, state),
+    limits       = coalesce($4::jsonb, limits),
+    updated_at   = now()
+WHERE tenant_id = $1
+RETURNING ` + tenantColumns
+
+	// The row lock makes UpdateTenantFunc's read-modify-write atomic: a
+	// concurrent update of the same tenant waits for this transaction and
+	// then reads its result.
+	sqlGetTenantForUpdate = `
+SELECT ` + tenantColumns + `
+FROM tenants
+WHERE tenant_id = $1
+FOR UPDATE`
+
+	sqlWriteTenant = `
+UPDATE tenants
+SET display_name = $2,
+    state        = $3,
+    limits       = $4,
     updated_at   = now()
 WHERE tenant_id = $1
 RETURNING ` + tenantColumns
@@ -95,7 +125,11 @@ func (db *DB) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	if !validTenantState(t.State) {
 		return Tenant{}, invalidf(op, "state %q, want %q or %q", t.State, TenantActive, TenantSuspended)
 	}
-	out, err := scanTenant(db.pool.QueryRow(ctx, sqlCreateTenant, string(t.ID), t.DisplayName, t.State))
+	limits, err := encodeLimits(t.Limits)
+	if err != nil {
+		return Tenant{}, invalidf(op, "%v", err)
+	}
+	out, err := scanTenant(db.pool.QueryRow(ctx, sqlCreateTenant, string(t.ID), t.DisplayName, t.State, limits))
 	if err != nil {
 		return Tenant{}, wrapErr(op, err)
 	}
@@ -140,11 +174,64 @@ func (db *DB) UpdateTenant(ctx context.Context, id tenancy.ID, u TenantUpdate) (
 	if u.State != nil && !validTenantState(*u.State) {
 		return Tenant{}, invalidf(op, "state %q, want %q or %q", *u.State, TenantActive, TenantSuspended)
 	}
-	t, err := scanTenant(db.pool.QueryRow(ctx, sqlUpdateTenant, string(id), u.DisplayName, u.State))
+	var limits []byte // nil is NULL: keep the stored overrides
+	if u.Limits != nil {
+		var err error
+		if limits, err = encodeLimits(*u.Limits); err != nil {
+			return Tenant{}, invalidf(op, "%v", err)
+		}
+	}
+	t, err := scanTenant(db.pool.QueryRow(ctx, sqlUpdateTenant, string(id), u.DisplayName, u.State, limits))
 	if err != nil {
 		return Tenant{}, wrapErr(op, err)
 	}
 	return t, nil
+}
+
+// UpdateTenantFunc reads the tenant, lets fn change it and writes the result,
+// in one transaction that holds the tenant's row lock throughout, so that
+// concurrent read-modify-write updates of the same tenant apply one after the
+// other and none is lost. fn may change DisplayName, State and Limits; changes
+// to ID, CreatedAt and UpdatedAt are ignored. fn runs once, while the lock is
+// held, so it should only compute.
+//
+// It returns the stored row, ErrNotFound when there is no such tenant, and
+// ErrInvalidArgument for a state fn set outside the allowed set. When fn
+// returns an error the transaction is rolled back and that error is returned
+// unchanged (not wrapped), so a caller can return a status it built in fn.
+func (db *DB) UpdateTenantFunc(ctx context.Context, id tenancy.ID, fn func(*Tenant) error) (Tenant, error) {
+	op := fmt.Sprintf("postgres: update tenant %q", id)
+	var (
+		out   Tenant
+		fnErr error
+	)
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		t, err := scanTenant(tx.QueryRow(ctx, sqlGetTenantForUpdate, string(id)))
+		if err != nil {
+			return err
+		}
+		if fnErr = fn(&t); fnErr != nil {
+			return fnErr
+		}
+		if !validTenantState(t.State) {
+			return invalidf(op, "state %q, want %q or %q", t.State, TenantActive, TenantSuspended)
+		}
+		limits, err := encodeLimits(t.Limits)
+		if err != nil {
+			return invalidf(op, "%v", err)
+		}
+		out, err = scanTenant(tx.QueryRow(ctx, sqlWriteTenant, string(id), t.DisplayName, t.State, limits))
+		return err
+	})
+	switch {
+	case fnErr != nil:
+		return Tenant{}, fnErr
+	case errors.Is(err, ErrInvalidArgument):
+		return Tenant{}, err
+	case err != nil:
+		return Tenant{}, wrapErr(op, err)
+	}
+	return out, nil
 }
 
 func validTenantState(s string) bool {
@@ -153,13 +240,19 @@ func validTenantState(s string) bool {
 
 func scanTenant(row pgx.Row) (Tenant, error) {
 	var (
-		t  Tenant
-		id string
+		t      Tenant
+		id     string
+		limits []byte
 	)
-	if err := row.Scan(&id, &t.DisplayName, &t.State, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	if err := row.Scan(&id, &t.DisplayName, &t.State, &limits, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return Tenant{}, err
 	}
+	ov, err := decodeLimits(limits)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenant %q: %w", id, err)
+	}
 	t.ID = tenancy.ID(id)
+	t.Limits = ov
 	t.CreatedAt = t.CreatedAt.UTC()
 	t.UpdatedAt = t.UpdatedAt.UTC()
 	return t, nil
