@@ -26,11 +26,19 @@ test: deps check-generate lint ## Vet, the race-enabled test suite and short fuz
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 .PHONY: build
-build: ## Build abacusd and abacusctl into ./bin.
+build: ## Build abacusd and abacus-loadgen into ./bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+BENCH_FLAGS ?=
+
 .PHONY: bench
-bench: deps ## Run the Go benchmarks (see bench/README.md).
+bench: deps ## Benchmarks on this machine, as ratios to its own limits (see bench/README.md).
+	$(GO) build -o $(BIN)/ ./cmd/abacusd ./cmd/abacus-loadgen
+	$(GO) run ./bench/ingestbench --abacusd $(BIN)/abacusd --loadgen $(BIN)/abacus-loadgen --json-out $(BIN)/ingestbench.json $(BENCH_FLAGS)
+	$(GO) test -run='^$$' -bench='Judge|Decode' -benchmem ./services/ingest
+
+.PHONY: bench-go
+bench-go: ## Every Go micro-benchmark (go test -bench ./...).
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 ##@ Contract and code generation

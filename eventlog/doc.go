@@ -20,6 +20,22 @@
 //   - W3C trace context (traceparent, tracestate) of the writer's span, so the
 //     rollup can continue the trace ([ExtractTraceContext]).
 //
+// # Why one record per validated batch
+//
+// A record carries a batch of events (up to MaxRecordBytes), not one event.
+// At hundreds of thousands of events per second, one record per event would
+// mean as many record headers, keys, trace headers, CRC and compression frames
+// and producer callbacks per second, several times the payload's own cost,
+// and the rollup would open as many envelopes. A batch is the unit ingest
+// already judges and acknowledges: it is written with one Produce call, so
+// one acknowledgement covers every event the response reports accepted.
+// [Producer.ProduceEncoded] builds a record from the events' own encodings as
+// ingest received them (Batch.events is a repeated Event, so an Event's bytes
+// are a valid element as they are): nothing is decoded or encoded again on
+// the way. What batching costs — a batch stays in one shard per user and a
+// poison record holds many events — is handled by sharding and by the rollup's
+// dead-letter path.
+//
 // The tenant is in the record three times on purpose (ARCHITECTURE.md,
 // invariant 1): the key decides partitioning, the header lets tools route and
 // filter without decoding, and the body is what is stored. Any disagreement is
