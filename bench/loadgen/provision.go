@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "github.com/abacus-analytics/abacus/gen/abacus/admin/v1"
+	tenantv1 "github.com/abacus-analytics/abacus/gen/abacus/tenant/v1"
 )
 
 // Limits of [ProvisionConfig].
@@ -122,7 +124,7 @@ func Provision(ctx context.Context, conn grpc.ClientConnInterface, adminToken st
 			if err != nil {
 				return fmt.Errorf("loadgen: provision: set limits of %s: %w", tenant, err)
 			}
-			return nil
+			return waitForRate(gctx, conn, keys[i], cfg.TenantRate)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -131,6 +133,33 @@ func Provision(ctx context.Context, conn grpc.ClientConnInterface, adminToken st
 	logger.InfoContext(ctx, "tenants created", "tenants", cfg.Tenants, "run_id", cfg.RunID,
 		"tenant_rate", cfg.TenantRate, "limits_set", cfg.TenantRate > 0 && limitsSupported)
 	return keys, nil
+}
+
+// maxLimitsWait bounds how long Provision waits for new limits to reach the ingest nodes.
+const maxLimitsWait = 30 * time.Second
+
+// waitForRate waits until the tenant sees its new events-per-second limit (every node reloads
+// overrides periodically), so that a run does not start under the default limits. A server
+// without the TenantService is not waited for.
+func waitForRate(ctx context.Context, conn grpc.ClientConnInterface, key TenantKey, rate float64) error {
+	client := tenantv1.NewTenantServiceClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, maxLimitsWait)
+	defer cancel()
+	tctx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+key.Secret))
+	for {
+		resp, err := client.GetLimits(tctx, &tenantv1.GetLimitsRequest{})
+		switch {
+		case status.Code(err) == codes.Unimplemented:
+			return nil
+		case err == nil && resp.GetLimits().GetEventsPerSecond() == rate:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("loadgen: provision: the limits of %s did not take effect within %s (last error: %v)", key.Tenant, maxLimitsWait, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // setRate raises a tenant's event and request rates to rate per second.

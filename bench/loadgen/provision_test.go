@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/abacus-analytics/abacus/bench/loadgen"
 	adminv1 "github.com/abacus-analytics/abacus/gen/abacus/admin/v1"
+	tenantv1 "github.com/abacus-analytics/abacus/gen/abacus/tenant/v1"
 )
 
 const adminToken = "admin-token-0123456789"
@@ -152,4 +154,43 @@ func TestProvision_Errors(t *testing.T) {
 	require.ErrorContains(t, err, "run id")
 	require.ErrorContains(t, err, "tenants is 0")
 	require.ErrorContains(t, err, "tenant rate is -1")
+}
+
+// fakeTenants answers GetLimits with the default rate for the first calls, as
+// a node that has not yet reloaded the overrides would.
+type fakeTenants struct {
+	tenantv1.UnimplementedTenantServiceServer
+	admin *fakeAdmin
+	stale atomic.Int32
+	calls atomic.Int32
+}
+
+func (f *fakeTenants) GetLimits(ctx context.Context, _ *tenantv1.GetLimitsRequest) (*tenantv1.GetLimitsResponse, error) {
+	f.calls.Add(1)
+	if f.stale.Add(-1) >= 0 {
+		return &tenantv1.GetLimitsResponse{Limits: &tenantv1.Limits{EventsPerSecond: 10000}}, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	secret := strings.TrimPrefix(strings.Join(md.Get("authorization"), ""), "Bearer ")
+	f.admin.mu.Lock()
+	defer f.admin.mu.Unlock()
+	lim := f.admin.tenants[strings.TrimPrefix(secret, "abk_")].GetLimits()
+	return &tenantv1.GetLimitsResponse{Limits: &tenantv1.Limits{EventsPerSecond: lim.GetEventsPerSecond()}}, nil
+}
+
+func TestProvision_WaitsUntilTheLimitsApply(t *testing.T) {
+	t.Parallel()
+	f := &fakeAdmin{tenants: map[string]*adminv1.Tenant{}, keys: map[string][]adminv1.Scope{}}
+	ft := &fakeTenants{admin: f}
+	ft.stale.Store(3)
+	srv := grpc.NewServer()
+	adminv1.RegisterAdminServiceServer(srv, f)
+	tenantv1.RegisterTenantServiceServer(srv, ft)
+	conn, err := grpc.NewClient(serve(t, srv), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+
+	_, err = loadgen.Provision(t.Context(), conn, adminToken, loadgen.ProvisionConfig{RunID: "r4", Tenants: 2, TenantRate: 5000}, nil)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, int(ft.calls.Load()), 2+3, "asked again until the new limit showed")
 }

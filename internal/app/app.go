@@ -79,9 +79,9 @@ func (a *App) HTTPAddr() string {
 	return a.httpAddr
 }
 
-// Run connects, serves and, when ctx is done, stops gracefully: health NOT_SERVING → drain the
-// HTTP server → GracefulStop the gRPC server (forced after ShutdownTimeout) → flush the producer
-// → close the pools. It returns nil after a clean stop.
+// Run connects, serves and, when ctx is done, stops gracefully: health NOT_SERVING → ingest
+// streams end after answering their batches in flight → drain the HTTP server → GracefulStop the
+// gRPC server (forced after ShutdownTimeout) → flush the producer → close the pools. It returns nil after a clean stop.
 func (a *App) Run(ctx context.Context) (err error) {
 	cfg, logger := a.cfg, a.logger
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -167,6 +167,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("authenticator: %w", err)
 	}
 
+	var drains []func() // called first on a graceful stop: long-lived streams end themselves
 	policies := grpcserver.PublicMethods()
 	var gateways []httpserver.Registrar
 	var register []func(*grpc.Server)
@@ -185,6 +186,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		policies[ingestv1.IngestService_Ingest_FullMethodName] = ingestPolicy
 		policies[ingestv1.IngestService_IngestStream_FullMethodName] = ingestPolicy
 		register = append(register, func(s *grpc.Server) { svc.Register(s) })
+		drains = append(drains, svc.Drain)
 		gateways = append(gateways, ingestv1.RegisterIngestServiceHandler)
 	}
 	if cfg.Has(config.RoleQuery) {
@@ -316,7 +318,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return toucher.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
-		a.shutdown(context.WithoutCancel(ctx), gs, httpSrv)
+		a.shutdown(context.WithoutCancel(ctx), gs, httpSrv, drains)
 		return nil
 	})
 	gs.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -326,9 +328,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 }
 
 // shutdown stops taking new work and drains what is in flight, bounded by ShutdownTimeout.
-func (a *App) shutdown(ctx context.Context, gs *grpcserver.Server, httpSrv *http.Server) {
+func (a *App) shutdown(ctx context.Context, gs *grpcserver.Server, httpSrv *http.Server, drains []func()) {
 	a.logger.Info("abacusd stopping: draining requests", "timeout", a.cfg.ShutdownTimeout.String())
 	gs.Health.Shutdown() // NOT_SERVING, so load balancers stop routing here
+	for _, drain := range drains {
+		drain() // ingest streams answer their batches in flight and end with UNAVAILABLE
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(ctx); err != nil {

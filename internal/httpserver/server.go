@@ -82,10 +82,14 @@ var plainHeaders = map[string]string{
 }
 
 // outgoingHeader maps response metadata to HTTP headers: plainHeaders by
-// name, the rest as the gateway does by default.
+// name, the rest as the gateway does by default, except the gRPC content
+// type.
 func outgoingHeader(key string) (string, bool) {
 	if h, ok := plainHeaders[key]; ok {
 		return h, true
+	}
+	if key == "content-type" {
+		return "", false // the gRPC content type says nothing to an HTTP client
 	}
 	return runtime.MetadataHeaderPrefix + key, true
 }

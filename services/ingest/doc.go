@@ -11,12 +11,33 @@
 //  1. every string (event_id, type, user_id, session_id, property keys and
 //     values) is valid UTF-8 (the contract decodes them without checking, so
 //     one bad event cannot fail its batch);
-//  2. the protovalidate rules of ingest.proto's Event;
-//  3. the timestamp lies in the accepted window around now;
-//  4. the encoded event is at most Config.MaxEventBytes;
+//  2. the protovalidate rules of ingest.proto's Event (checked by hand first,
+//     see fastcheck.go; protovalidate decides and explains whenever that
+//     check is not certain);
+//  3. the tenant's own limits (Config.Limits): properties per event, the
+//     timestamp window around now, the encoded size;
 //
-// and events past Config.MaxBatchEvents are rejected with BATCH_TOO_LARGE
+// and events past the tenant's batch limit are rejected with BATCH_TOO_LARGE
 // without being looked at (send them again in another batch).
+//
+// # Limits and throttling
+//
+// Valid events are then admitted under the tenant's limits, shared by every
+// node through Config.RateLimiter and Config.Quota: first the request rate
+// (one unit per request or stream batch; when it is exceeded the whole batch
+// is refused), then the event rate (GCRA, counting events) and the monthly
+// quota. Events are admitted in batch order; those that do not fit get
+// REJECT_REASON_RATE_LIMITED or REJECT_REASON_QUOTA_EXHAUSTED with the delay
+// after which each would fit, so nothing is ever dropped with a success
+// answer. Rate limiting happens here, after validation, rather than in an
+// interceptor, because it counts valid events, not requests. A unary Ingest
+// of which no event is admitted fails with [ThrottledError]
+// (RESOURCE_EXHAUSTED with RetryInfo, QuotaFailure and ErrorInfo; HTTP 429);
+// every unary answer carries the ratelimit-* metadata the REST gateway turns
+// into RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers. A
+// stream re-checks its API key before each batch (Config.Keys), so a
+// revoked key or a suspended tenant (REJECT_REASON_TENANT_SUSPENDED) reaches
+// open streams within the authenticator's cache TTL.
 //
 // A unary Ingest in which at least one event is accepted succeeds and lists
 // the rejected events in the response (partial success, as in OTLP). One in
@@ -37,6 +58,13 @@
 // a write that landed after all is not counted twice.
 //
 // # Streams
+//
+// A server that registers the service with [Service.Register] judges
+// IngestStream batches as they arrived, in their protobuf encoding, and
+// writes the accepted events' own bytes to the event log (see wire.go):
+// verdicts are those of the decoded path, at a fraction of its cost.
+// [Service.Drain] ends every stream when the process stops: each answers
+// the batches it is processing and ends with UNAVAILABLE.
 //
 // IngestStream reads batches in one goroutine, judges and writes up to
 // Config.MaxInFlightPerStream of them at once, and answers from a single

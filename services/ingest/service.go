@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -42,7 +43,21 @@ type Service struct {
 	validator protovalidate.Validator
 	logger    *slog.Logger
 	metrics   *metrics
+
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
 }
+
+// Drain asks every open IngestStream to end: each stops taking batches,
+// answers those it is processing, and ends with UNAVAILABLE so that its
+// client reconnects (to another node). Batches a client sent but the server
+// had not started are not answered; clients resend them. Call it when the
+// process begins a graceful stop, before the gRPC server's GracefulStop,
+// which would otherwise wait for long-lived streams until its timeout.
+func (s *Service) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+
+// errDraining ends a stream when the server stops.
+var errDraining = status.Error(codes.Unavailable, "the server is shutting down; every batch sent before this was answered except those without an answer, which were not processed: reconnect and send them again")
 
 var _ ingestv1.IngestServiceServer = (*Service)(nil)
 
@@ -72,7 +87,7 @@ func New(cfg Config, producer Producer, logger *slog.Logger, reg prometheus.Regi
 			}
 		}
 	}
-	return &Service{cfg: cfg, producer: producer, validator: validator, logger: logger, metrics: m}, nil
+	return &Service{cfg: cfg, producer: producer, validator: validator, logger: logger, metrics: m, draining: make(chan struct{})}, nil
 }
 
 // Ingest judges the request's events, admits the valid ones under the
@@ -349,6 +364,23 @@ func (s *Service) serveStream(parent context.Context, tenant tenancy.ID, stream 
 				}
 			}
 			return nil
+
+		case <-s.draining:
+			// Answer what is being processed, take nothing more.
+			if err := workers.Wait(); err != nil {
+				return err
+			}
+			for {
+				select {
+				case resp := <-responses:
+					if err := send(resp); err != nil {
+						return err
+					}
+					continue
+				default:
+				}
+				return errDraining
+			}
 
 		case <-wctx.Done():
 			cancel()

@@ -226,6 +226,35 @@ func TestIngestStreamClientCancel(t *testing.T) {
 		"the batch in flight was abandoned")
 }
 
+// TestIngestStreamDrain: when the server stops, an open stream answers the
+// batch it is processing and ends with UNAVAILABLE, so that its client
+// reconnects.
+func TestIngestStreamDrain(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, "acme", nil)
+	sw := hangProduce(t, e.kafka.Cluster())
+	stream, err := e.client.IngestStream(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(&ingestv1.IngestStreamRequest{Sequence: 7, Events: validEvents("drain", 2)}))
+	require.Eventually(t, func() bool { return e.producer.inFlight.Load() == 1 }, afterDeadline, 10*time.Millisecond)
+
+	e.svc.Drain()
+	sw.heal()
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	require.EqualValues(t, 7, resp.GetSequence())
+	require.EqualValues(t, 2, resp.GetAccepted(), "the batch in flight is answered")
+	_, err = stream.Recv()
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "shutting down")
+
+	// New streams end at once too.
+	again, err := e.client.IngestStream(t.Context())
+	require.NoError(t, err)
+	_, err = again.Recv()
+	require.Equal(t, codes.Unavailable, status.Code(err))
+}
+
 // TestIngestStreamStopsReadingAtTheInFlightLimit: with the broker stuck, a
 // client that keeps sending gets at most MaxInFlightPerStream batches into
 // the server's hands.
