@@ -9,9 +9,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/abacus-analytics/abacus/eventlog"
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 // UnavailableRetryAfter is how long clients are told to wait before retrying
@@ -59,11 +61,17 @@ const maxListedRejections = 100
 // NothingAcceptedError is the error of an Ingest call in which every event was rejected. It is
 // a client error (INVALID_ARGUMENT, HTTP 400) rather than a response with accepted=0, so that
 // clients that only look at the status learn that nothing was kept; the BadRequest detail lists
-// each event as events[i] with its reason and message. When at least one event is accepted the
+// each event as events[i] with its reason and message, and a QuotaFailure names the tenant's size
+// limits (max_batch_events, max_event_bytes, max_properties) that events broke. When at least one
+// event is accepted the
 // call succeeds and lists the rejections in the response instead (partial success, as in OTLP).
 type NothingAcceptedError struct {
 	// Rejected holds the verdict of every event of the request.
 	Rejected []*ingestv1.RejectedEvent
+	// Tenant and Limits, when set, let the status name the tenant's size
+	// limits that events broke in a QuotaFailure detail.
+	Tenant tenancy.ID
+	Limits tenancy.Limits
 }
 
 // Error lists the first rejections.
@@ -94,8 +102,48 @@ func (e *NothingAcceptedError) GRPCStatus() *status.Status {
 			Reason:      r.GetReason().String(),
 		})
 	}
-	if ds, err := st.WithDetails(br); err == nil {
+	details := []protoadapt.MessageV1{br}
+	if qf := e.sizeLimits(); qf != nil {
+		details = append(details, qf)
+	}
+	if ds, err := st.WithDetails(details...); err == nil {
 		return ds
 	}
 	return st
+}
+
+// sizeLimits is a QuotaFailure naming each of the tenant's size limits that
+// an event broke (batch size, event size, properties), or nil.
+func (e *NothingAcceptedError) sizeLimits() *errdetails.QuotaFailure {
+	if e.Tenant == "" {
+		return nil
+	}
+	limits := map[ingestv1.RejectReason]struct {
+		id    string
+		value int
+	}{
+		ingestv1.RejectReason_REJECT_REASON_BATCH_TOO_LARGE:     {"max_batch_events", e.Limits.MaxBatchEvents},
+		ingestv1.RejectReason_REJECT_REASON_EVENT_TOO_LARGE:     {"max_event_bytes", e.Limits.MaxEventBytes},
+		ingestv1.RejectReason_REJECT_REASON_TOO_MANY_PROPERTIES: {"max_properties", e.Limits.MaxProperties},
+	}
+	var qf errdetails.QuotaFailure
+	seen := map[ingestv1.RejectReason]bool{}
+	for _, r := range e.Rejected {
+		l, ok := limits[r.GetReason()]
+		if !ok || seen[r.GetReason()] {
+			continue
+		}
+		seen[r.GetReason()] = true
+		qf.Violations = append(qf.Violations, &errdetails.QuotaFailure_Violation{
+			Subject:     "tenant:" + string(e.Tenant),
+			Description: fmt.Sprintf("limit %s: %d", l.id, l.value),
+			ApiService:  "abacus.ingest.v1.IngestService",
+			QuotaId:     l.id,
+			QuotaValue:  int64(l.value),
+		})
+	}
+	if len(qf.Violations) == 0 {
+		return nil
+	}
+	return &qf
 }

@@ -118,7 +118,7 @@ func (s *Service) Ingest(ctx context.Context, req *ingestv1.IngestRequest) (*ing
 		if adm.throttled != nil {
 			return nil, &ThrottledError{Tenant: tenant, Rejected: v.rejected, throttle: adm.throttled}
 		}
-		return nil, &NothingAcceptedError{Rejected: v.rejected}
+		return nil, &NothingAcceptedError{Rejected: v.rejected, Tenant: tenant, Limits: adm.limits}
 	}
 	return &ingestv1.IngestResponse{Accepted: int32(len(v.accepted)), Rejected: v.rejected}, nil
 }
@@ -134,7 +134,7 @@ func (s *Service) process(ctx context.Context, tenant tenancy.ID, n int, idOf fu
 	now := s.cfg.Now()
 	lim := s.cfg.Limits.For(tenant)
 	s.metrics.batch.Observe(float64(n))
-	var adm admission
+	adm := admission{limits: lim}
 
 	t, err := s.admitRequest(ctx, tenant, &lim)
 	if err != nil {

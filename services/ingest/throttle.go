@@ -64,6 +64,8 @@ type throttle struct {
 
 // admission is what the tenant's limits decided about one batch.
 type admission struct {
+	// limits are the tenant's limits the batch was judged under.
+	limits tenancy.Limits
 	// events is the state of the tenant's events bucket after the batch, for
 	// the RateLimit-* headers; nil when no rate limiter is configured or the
 	// batch did not reach it.

@@ -260,3 +260,26 @@ func TestIngestStreamAnswersThrottledBatchesAndGoesOn(t *testing.T) {
 	require.NoError(t, stream.CloseSend())
 	require.Empty(t, recvAll(t, stream))
 }
+
+func TestIngestNamesTheSizeLimitsBroken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLimits(func(l *tenancy.Limits) { l.MaxProperties = 1 }))
+	events := validEvents("p", 2)
+	for _, ev := range events {
+		ev.Properties = map[string]string{"a": "1", "b": "2"}
+	}
+	_, err := e.svc.Ingest(tenantCtx(t.Context(), "acme"), &ingestv1.IngestRequest{Events: events})
+	st := status.Convert(err)
+	require.Equal(t, codes.InvalidArgument, st.Code())
+	var qf *errdetails.QuotaFailure
+	for _, d := range st.Details() {
+		if q, ok := d.(*errdetails.QuotaFailure); ok {
+			qf = q
+		}
+	}
+	require.NotNil(t, qf, "details: %v", st.Details())
+	require.Len(t, qf.GetViolations(), 1, "one violation per limit, not per event")
+	require.Equal(t, "max_properties", qf.GetViolations()[0].GetQuotaId())
+	require.EqualValues(t, 1, qf.GetViolations()[0].GetQuotaValue())
+	require.Equal(t, "tenant:acme", qf.GetViolations()[0].GetSubject())
+}
