@@ -48,16 +48,27 @@ func (b *breaker) attempt(now time.Time) (useRedis bool) {
 }
 
 // succeeded records that Redis answered; a degraded breaker recovers.
-func (b *breaker) succeeded(now time.Time) {
+func (b *breaker) succeeded(now time.Time) { b.answered(now, now) }
+
+// answered records that a call started at start got its answer at now. A
+// call that started before the current outage was detected says nothing
+// about Redis now: calls in flight when one timed out may still succeed, and
+// letting them end the outage would flap in and out of the fallback (and log
+// each time).
+func (b *breaker) answered(start, now time.Time) {
 	if !b.fast.Load() {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.probing = false
 	if !b.degraded {
+		b.probing = false
 		return
 	}
+	if start.Before(b.since) {
+		return
+	}
+	b.probing = false
 	b.degraded = false
 	b.fast.Store(false)
 	if b.onLeave != nil {

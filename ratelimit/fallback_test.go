@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -191,4 +192,27 @@ func TestFallbackStartsFromTheNodesUse(t *testing.T) {
 
 	local := l.local.allow(l.cfg.KeyPrefix+"acme:events", limit, 100, time.Now())
 	require.LessOrEqual(t, local.Allowed, 2, "the local bucket knows the burst is spent")
+}
+
+// TestBreakerIgnoresAnswersFromBeforeTheOutage: calls that were in flight
+// when Redis timed out may still succeed; they must not end the fallback,
+// or the limiter would flap in and out of it (and log each time).
+func TestBreakerIgnoresAnswersFromBeforeTheOutage(t *testing.T) {
+	t.Parallel()
+	var enters, leaves int
+	b := &breaker{interval: time.Second, onEnter: func(error) { enters++ }, onLeave: func(time.Duration) { leaves++ }}
+	t0 := time.Unix(1000, 0)
+	require.True(t, b.attempt(t0))
+	b.failed(t0.Add(50*time.Millisecond), errors.New("timeout"))
+	require.True(t, b.isDegraded())
+
+	b.answered(t0.Add(time.Millisecond), t0.Add(60*time.Millisecond)) // started before the outage
+	require.True(t, b.isDegraded(), "an old call's answer does not end the outage")
+
+	probe := t0.Add(2 * time.Second)
+	require.True(t, b.attempt(probe))
+	b.answered(probe, probe.Add(time.Millisecond))
+	require.False(t, b.isDegraded())
+	require.Equal(t, 1, enters)
+	require.Equal(t, 1, leaves)
 }

@@ -260,13 +260,13 @@ func (l *Limiter) allowKey(ctx context.Context, key, kind string, limit Limit, n
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("ratelimit: %w", err)
 	}
-	if l.breaker.attempt(l.cfg.Now()) {
+	if start := l.cfg.Now(); l.breaker.attempt(start) {
 		res, err := within(context.WithoutCancel(ctx), l.cfg.RedisTimeout, func(ctx context.Context) (Result, error) {
 			return l.redisAllow(ctx, key, limit, n)
 		})
 		if err == nil {
 			now := l.cfg.Now()
-			l.breaker.succeeded(now)
+			l.breaker.answered(start, now)
 			local.consume(key, limit, res.Allowed, now)
 			l.metrics.record(kind, n, res)
 			return res, nil
