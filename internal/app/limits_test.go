@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,12 +11,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/abacus-analytics/abacus/eventlog"
 	adminv1 "github.com/abacus-analytics/abacus/gen/abacus/admin/v1"
 	ingestv1 "github.com/abacus-analytics/abacus/gen/abacus/ingest/v1"
 	tenantv1 "github.com/abacus-analytics/abacus/gen/abacus/tenant/v1"
@@ -313,4 +316,51 @@ func TestRedisStoppedMidRun(t *testing.T) {
 		_, _, body := s.do(t, http.MethodGet, "/metrics", "", "")
 		return strings.Contains(string(body), "abacus_ratelimit_fallback_active 0")
 	}, 20*time.Second, 200*time.Millisecond, "back on the shared limits")
+}
+
+// TestKafkaShardsFollowTheTenantsLimit: raising a tenant's kafka_shards
+// spreads its new events over record keys tenant/1..N-1 (and the plain
+// tenant key for shard 0), every record still carrying the tenant.
+func TestKafkaShardsFollowTheTenantsLimit(t *testing.T) {
+	t.Parallel()
+	k := devstacktest.Kafka(t)
+	s := startSystem(t, fastLimits, withKafka(k))
+	now := time.Now().UTC()
+	secret := s.tenantWithKey(t, "sharded")
+	s.setLimits(t, "sharded", &adminv1.TenantLimits{KafkaShards: ptr(int32(4)), EventsPerSecond: ptr(9999.0)},
+		"limits.kafka_shards", "limits.events_per_second")
+	s.waitLimits(t, secret, 9999)
+
+	events := make([]*ingestv1.Event, 40)
+	for i := range events {
+		events[i] = event(fmt.Sprintf("sh-%d", i), "x", now)
+		events[i].UserId = fmt.Sprintf("user-%d", i)
+	}
+	resp, err := ingestv1.NewIngestServiceClient(s.conn).Ingest(bearer(t.Context(), secret), &ingestv1.IngestRequest{Events: events})
+	require.NoError(t, err)
+	require.EqualValues(t, 40, resp.GetAccepted())
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...), kgo.ConsumeTopics(eventlog.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	keys := map[string]int{}
+	total := 0
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for total < 40 {
+		fetches := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "read %d of 40 events", total)
+		for _, r := range fetches.Records() {
+			tenant, batch, err := eventlog.Decode(r)
+			require.NoError(t, err)
+			require.Equal(t, "sharded", string(tenant))
+			keys[string(r.Key)] += len(batch.GetEvents())
+			total += len(batch.GetEvents())
+		}
+	}
+	require.Greater(t, len(keys), 1, "40 users over 4 shards use several keys: %v", keys)
+	for key := range keys {
+		require.Contains(t, []string{"sharded", "sharded/1", "sharded/2", "sharded/3"}, key)
+	}
 }
