@@ -25,6 +25,16 @@
 // tenant segment, "rate:abacus:rl::auth_failures:{address}", which no
 // tenant bucket can have.
 //
+// # One round trip per ingest batch
+//
+// Ingest asks three things of every batch: one unit of the tenant's request
+// rate, one unit per valid event of its event rate, and room in its monthly
+// quota. [Admitter] decides all three in one Redis script (its own GCRA on
+// two buckets and the quota counter, atomically), so a batch costs one round
+// trip instead of three, and events the quota refuses take nothing from the
+// event rate. It shares the Limiter's fallback and the Quota's fail-open
+// counting when Redis is unreachable.
+//
 // # Fallback while Redis is unreachable
 //
 // A Redis error or a call slower than Config.RedisTimeout (50ms) does not

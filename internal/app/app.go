@@ -131,6 +131,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("quota: %w", err)
 	}
+	admitter, err := ratelimit.NewAdmitter(limiter, quota)
+	if err != nil {
+		return fmt.Errorf("admission: %w", err)
+	}
 	guardCfg := ratelimit.DefaultAuthFailureConfig()
 	guardCfg.Limit = ratelimit.Limit{Rate: cfg.AuthFailureRate, Burst: cfg.AuthFailureBurst}
 	guard, err := ratelimit.NewAuthFailureGuard(limiter, guardCfg)
@@ -174,7 +178,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if cfg.Has(config.RoleIngest) {
 		svc, err := ingest.New(ingest.Config{
 			Limits:         overrides,
-			RateLimiter:    limiter,
+			Admitter:       admitter,
 			Quota:          quota,
 			Keys:           authn,
 			ProduceTimeout: cfg.ProduceTimeout,

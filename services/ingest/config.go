@@ -29,24 +29,23 @@ type LimitSource interface {
 
 var _ LimitSource = (*tenancy.Overrides)(nil)
 
-// RateLimiter takes up to n units from a tenant's bucket of the given kind
-// ("events", "requests"). *ratelimit.Limiter implements it; it decides
-// locally when its shared store is unreachable, so an error only means a
-// canceled context or a bug.
-type RateLimiter interface {
-	AllowN(ctx context.Context, tenant tenancy.ID, kind string, limit ratelimit.Limit, n int) (ratelimit.Result, error)
+// Admitter decides a batch's request rate, event rate and monthly quota in
+// one call, shared by every node. *ratelimit.Admitter implements it; it
+// decides locally when its shared store is unreachable, so an error only
+// means a canceled context or a bug.
+type Admitter interface {
+	Admit(ctx context.Context, tenant tenancy.ID, now time.Time, a ratelimit.Admission) (ratelimit.Admitted, error)
 }
 
-var _ RateLimiter = (*ratelimit.Limiter)(nil)
+var _ Admitter = (*ratelimit.Admitter)(nil)
 
-// QuotaCounter counts accepted events against the monthly quota.
-// *ratelimit.Quota implements it.
-type QuotaCounter interface {
-	Reserve(ctx context.Context, tenant tenancy.ID, now time.Time, n int, hard int64) (ratelimit.QuotaResult, error)
+// QuotaRefunder gives back quota reserved for events that were then not
+// accepted. *ratelimit.Quota implements it.
+type QuotaRefunder interface {
 	Refund(ctx context.Context, tenant tenancy.ID, periodStart time.Time, n int) error
 }
 
-var _ QuotaCounter = (*ratelimit.Quota)(nil)
+var _ QuotaRefunder = (*ratelimit.Quota)(nil)
 
 // KeyChecker re-checks the credential of a long-lived stream.
 // *auth.Authenticator implements it.
@@ -62,12 +61,13 @@ type Config struct {
 	// timestamp window, rates and quota (default: tenancy.DefaultLimits for
 	// every tenant).
 	Limits LimitSource
-	// RateLimiter enforces the events-per-second and requests-per-second
-	// limits across nodes (nil: no rate limits).
-	RateLimiter RateLimiter
-	// Quota enforces the monthly event quota and counts the usage tenants
-	// read with GetUsage (nil: no quota).
-	Quota QuotaCounter
+	// Admitter enforces the requests-per-second and events-per-second
+	// limits and the monthly quota across nodes, counting the usage tenants
+	// read with GetUsage (nil: no rate limits and no quota).
+	Admitter Admitter
+	// Quota gives back what Admitter counted for events whose write then
+	// failed (nil: nothing is given back).
+	Quota QuotaRefunder
 	// Keys re-checks a stream's API key before each batch, so that a key
 	// revoked or a tenant suspended while a stream is open stops it within
 	// the authenticator's cache TTL (nil: checked only when the stream

@@ -72,8 +72,12 @@ func limitedService(t *testing.T, limits tenantLimits) (*ingest.Service, *record
 	// the per-node fallback a loaded test machine could otherwise trigger.
 	lim, err := ratelimit.New(rdb, ratelimit.Config{RedisTimeout: 2 * time.Second}, nil, nil)
 	require.NoError(t, err)
+	quota, err := ratelimit.NewQuota(rdb, ratelimit.QuotaConfig{RedisTimeout: 2 * time.Second}, nil, nil)
+	require.NoError(t, err)
+	admitter, err := ratelimit.NewAdmitter(lim, quota)
+	require.NoError(t, err)
 	p := &recordingProducer{}
-	svc, err := ingest.New(ingest.Config{Limits: limits, RateLimiter: lim}, p, nil, nil)
+	svc, err := ingest.New(ingest.Config{Limits: limits, Admitter: admitter, Quota: quota}, p, nil, nil)
 	require.NoError(t, err)
 	return svc, p
 }

@@ -105,7 +105,6 @@ func (s *Service) Ingest(ctx context.Context, req *ingestv1.IngestRequest) (*ing
 	}
 	events := req.GetEvents()
 	v, adm, err := s.process(ctx, tenant, len(events),
-		func(i int) string { return events[i].GetEventId() },
 		func(now time.Time, lim *tenancy.Limits) (verdicts, error) { return s.judge(events, now, lim) })
 	if adm.events != nil {
 		// Best effort: SetHeader only fails once headers were sent.
@@ -125,34 +124,24 @@ func (s *Service) Ingest(ctx context.Context, req *ingestv1.IngestRequest) (*ing
 
 // process handles one batch of n events: judge gives each a verdict, the
 // valid ones are admitted under the tenant's limits, and the admitted ones
-// are written as one batch. idOf returns the event_id of event i, for
-// verdicts of events refused without being judged. On a failed write process
+// are written as one batch. On a failed write process
 // returns the verdicts with an *UnavailableError: none of v.accepted were
 // accepted, and their quota reservation is given back.
-func (s *Service) process(ctx context.Context, tenant tenancy.ID, n int, idOf func(int) string,
+func (s *Service) process(ctx context.Context, tenant tenancy.ID, n int,
 	judge func(time.Time, *tenancy.Limits) (verdicts, error)) (verdicts, admission, error) {
 	now := s.cfg.Now()
 	lim := s.cfg.Limits.For(tenant)
 	s.metrics.batch.Observe(float64(n))
 	adm := admission{limits: lim}
 
-	t, err := s.admitRequest(ctx, tenant, &lim)
-	if err != nil {
-		return verdicts{}, adm, err
-	}
-	if t != nil {
-		adm.throttled = t
-		v := throttleAll(n, idOf, t)
-		s.metrics.countRejected(v.rejected)
-		return v, adm, nil
-	}
-
 	v, err := judge(now, &lim)
 	if err != nil {
 		return verdicts{}, adm, err
 	}
-	if err := s.admitEvents(ctx, tenant, &lim, now, &v, &adm); err != nil {
-		return verdicts{}, adm, err
+	if len(v.accepted) > 0 {
+		if err := s.admit(ctx, tenant, &lim, now, &v, &adm); err != nil {
+			return verdicts{}, adm, err
+		}
 	}
 	s.metrics.countRejected(v.rejected)
 	if len(v.accepted) == 0 {
@@ -166,7 +155,7 @@ func (s *Service) process(ctx context.Context, tenant tenancy.ID, n int, idOf fu
 		// Not logged here: the error interceptor logs a failed Ingest, and
 		// streamBatch logs the failures it absorbs.
 		s.metrics.events.WithLabelValues(reasonLabel(ingestv1.RejectReason_REJECT_REASON_UNAVAILABLE)).Add(float64(len(v.accepted)))
-		if adm.reserved > 0 {
+		if adm.reserved > 0 && s.cfg.Quota != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			if rerr := s.cfg.Quota.Refund(rctx, tenant, adm.period, adm.reserved); rerr != nil {
 				s.logger.Warn("quota refund after a failed write failed; usage overcounts", "tenant_id", tenant, "events", adm.reserved, "error", rerr)
@@ -438,7 +427,7 @@ func (s *Service) streamBatch(ctx context.Context, tenant tenancy.ID, req stream
 		return resp, nil
 	}
 
-	v, _, err := s.process(ctx, tenant, req.n, idOf, func(now time.Time, lim *tenancy.Limits) (verdicts, error) {
+	v, _, err := s.process(ctx, tenant, req.n, func(now time.Time, lim *tenancy.Limits) (verdicts, error) {
 		if req.wire != nil {
 			return s.judgeWire(req.wire, now, lim)
 		}

@@ -20,12 +20,6 @@ import (
 	"github.com/abacus-analytics/abacus/tenancy"
 )
 
-// The buckets of the rate limiter the service uses.
-const (
-	kindEvents   = "events"
-	kindRequests = "requests"
-)
-
 // The limits a throttle names, as in TenantLimits (admin.proto) and in the
 // QuotaFailure and ErrorInfo details.
 const (
@@ -78,104 +72,84 @@ type admission struct {
 	period   time.Time
 }
 
-// admitRequest applies the requests-per-second limit. It returns a throttle
-// when the whole batch must be refused.
-func (s *Service) admitRequest(ctx context.Context, tenant tenancy.ID, lim *tenancy.Limits) (*throttle, error) {
-	if s.cfg.RateLimiter == nil {
-		return nil, nil
+// admit applies the tenant's request rate, event rate and monthly quota to
+// v's accepted events in one decision, moving those that are not admitted
+// into v.rejected with a retry delay. Events are admitted in batch order, so
+// a client that retries the throttled ones after their delay keeps its
+// order. A batch over the request rate is refused whole: its valid events
+// are throttled, its invalid ones keep their own verdicts.
+func (s *Service) admit(ctx context.Context, tenant tenancy.ID, lim *tenancy.Limits, now time.Time, v *verdicts, adm *admission) error {
+	if s.cfg.Admitter == nil {
+		return nil
 	}
-	res, err := s.cfg.RateLimiter.AllowN(ctx, tenant, kindRequests, requestLimit(lim), 1)
+	n := len(v.accepted)
+	res, err := s.cfg.Admitter.Admit(ctx, tenant, now, ratelimit.Admission{
+		Requests:  requestLimit(lim),
+		Events:    eventLimit(lim),
+		N:         n,
+		QuotaHard: lim.MonthlyEventQuota,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("ingest: rate limit requests: %w", err)
+		return fmt.Errorf("ingest: admit: %w", err)
 	}
-	if res.Allowed == 1 {
-		return nil, nil
+	if res.Request.Allowed == 0 {
+		t := &throttle{
+			reason:      ingestv1.RejectReason_REJECT_REASON_RATE_LIMITED,
+			limit:       limitRequestsPerSecond,
+			value:       int64(math.Round(lim.RequestsPerSecond)),
+			description: fmt.Sprintf("%s requests per second", formatRate(lim.RequestsPerSecond)),
+			retryAfter:  max(res.Request.RetryAfter, time.Millisecond),
+		}
+		adm.throttled = t
+		p := &problem{
+			reason:     t.reason,
+			message:    fmt.Sprintf("rate limited: the tenant may send %s; retry the batch after the delay given", t.description),
+			retryAfter: t.retryAfter,
+		}
+		v.throttle(0, func(int) *problem { return p })
+		return nil
 	}
-	return &throttle{
-		reason:      ingestv1.RejectReason_REJECT_REASON_RATE_LIMITED,
-		limit:       limitRequestsPerSecond,
-		value:       int64(math.Round(lim.RequestsPerSecond)),
-		description: fmt.Sprintf("%s requests per second", formatRate(lim.RequestsPerSecond)),
-		retryAfter:  max(res.RetryAfter, time.Millisecond),
-	}, nil
-}
+	adm.events = &res.Events
+	adm.reserved, adm.period = res.Quota.Granted, res.Quota.PeriodStart
+	fit, granted := min(res.Events.Allowed, n), min(res.Quota.Granted, res.Events.Allowed, n)
 
-// admitEvents applies the events-per-second limit and then the monthly quota
-// to v's accepted events, moving those that do not fit into v.rejected with a
-// retry delay. Events are admitted in batch order, so a client that retries
-// the throttled ones after their delay keeps its order.
-func (s *Service) admitEvents(ctx context.Context, tenant tenancy.ID, lim *tenancy.Limits, now time.Time, v *verdicts, adm *admission) error {
-	if s.cfg.RateLimiter != nil && len(v.accepted) > 0 {
-		res, err := s.cfg.RateLimiter.AllowN(ctx, tenant, kindEvents, eventLimit(lim), len(v.accepted))
-		if err != nil {
-			return fmt.Errorf("ingest: rate limit events: %w", err)
+	if fit < n {
+		t := &throttle{
+			reason: ingestv1.RejectReason_REJECT_REASON_RATE_LIMITED,
+			limit:  limitEventsPerSecond,
+			value:  int64(math.Round(lim.EventsPerSecond)),
+			description: fmt.Sprintf("%s events per second with a burst of %d",
+				formatRate(lim.EventsPerSecond), lim.EventsBurst),
+			retryAfter: max(res.Events.RetryAfter, time.Millisecond),
 		}
-		adm.events = &res
-		if res.Allowed < len(v.accepted) {
-			t := &throttle{
-				reason: ingestv1.RejectReason_REJECT_REASON_RATE_LIMITED,
-				limit:  limitEventsPerSecond,
-				value:  int64(math.Round(lim.EventsPerSecond)),
-				description: fmt.Sprintf("%s events per second with a burst of %d",
-					formatRate(lim.EventsPerSecond), lim.EventsBurst),
-				retryAfter: max(res.RetryAfter, time.Millisecond),
-			}
-			adm.throttled = t
-			// The j-th throttled event fits j/rate after the first one: each
-			// is told when it would be admitted if the client waits, so that
-			// a retrying client spreads its retries instead of sending them
-			// all at once to be throttled again.
-			perEvent := time.Duration(float64(time.Second) / lim.EventsPerSecond)
-			v.throttle(res.Allowed, func(j int) *problem {
-				return &problem{
-					reason: t.reason,
-					message: fmt.Sprintf("rate limited: the tenant may send %s; retry this event after the delay given",
-						t.description),
-					retryAfter: t.retryAfter + time.Duration(j)*perEvent,
-				}
-			})
-		}
+		adm.throttled = t
+		// The j-th throttled event fits j/rate after the first one: each is
+		// told when it would be admitted if the client waits, so that a
+		// retrying client spreads its retries instead of sending them all at
+		// once to be throttled again.
+		perEvent := time.Duration(float64(time.Second) / lim.EventsPerSecond)
+		msg := fmt.Sprintf("rate limited: the tenant may send %s; retry this event after the delay given", t.description)
+		v.throttle(fit, func(j int) *problem {
+			return &problem{reason: t.reason, message: msg, retryAfter: t.retryAfter + time.Duration(j)*perEvent}
+		})
 	}
-	if s.cfg.Quota != nil && len(v.accepted) > 0 {
-		q, err := s.cfg.Quota.Reserve(ctx, tenant, now, len(v.accepted), lim.MonthlyEventQuota)
-		if err != nil {
-			return fmt.Errorf("ingest: reserve quota: %w", err)
+	if granted < fit {
+		t := &throttle{
+			reason:      ingestv1.RejectReason_REJECT_REASON_QUOTA_EXHAUSTED,
+			limit:       limitMonthlyQuota,
+			value:       lim.MonthlyEventQuota,
+			description: fmt.Sprintf("%d events per calendar month (UTC)", lim.MonthlyEventQuota),
+			retryAfter:  max(res.Quota.PeriodEnd.Sub(now), time.Second),
 		}
-		adm.reserved, adm.period = q.Granted, q.PeriodStart
-		if q.Granted < len(v.accepted) {
-			t := &throttle{
-				reason:      ingestv1.RejectReason_REJECT_REASON_QUOTA_EXHAUSTED,
-				limit:       limitMonthlyQuota,
-				value:       lim.MonthlyEventQuota,
-				description: fmt.Sprintf("%d events per calendar month (UTC)", lim.MonthlyEventQuota),
-				retryAfter:  max(q.PeriodEnd.Sub(now), time.Second),
-			}
-			if adm.throttled == nil {
-				adm.throttled = t
-			}
-			msg := fmt.Sprintf("monthly event quota exhausted: the tenant may send %s; the quota resets at %s",
-				t.description, q.PeriodEnd.UTC().Format(time.RFC3339))
-			v.throttle(q.Granted, func(int) *problem {
-				return &problem{reason: t.reason, message: msg, retryAfter: t.retryAfter}
-			})
-		}
+		// Nothing more can be sent this month: the quota is what to name.
+		adm.throttled = t
+		msg := fmt.Sprintf("monthly event quota exhausted: the tenant may send %s; the quota resets at %s",
+			t.description, res.Quota.PeriodEnd.UTC().Format(time.RFC3339))
+		v.throttle(granted, func(int) *problem {
+			return &problem{reason: t.reason, message: msg, retryAfter: t.retryAfter}
+		})
 	}
 	return nil
-}
-
-// throttleAll answers a batch refused as a whole (the request rate): every
-// event gets t's reason, the invalid ones are not even looked at.
-func throttleAll(n int, idOf func(int) string, t *throttle) verdicts {
-	p := &problem{
-		reason:     t.reason,
-		message:    fmt.Sprintf("rate limited: the tenant may send %s; retry the batch after the delay given", t.description),
-		retryAfter: t.retryAfter,
-	}
-	v := verdicts{rejected: make([]*ingestv1.RejectedEvent, n)}
-	for i := range n {
-		v.rejected[i] = rejectedEvent(i, idOf(i), p)
-	}
-	return v
 }
 
 // throttle keeps the first keep accepted events and rejects the others with

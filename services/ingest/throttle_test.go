@@ -24,55 +24,59 @@ const (
 	quotaExhausted = ingestv1.RejectReason_REJECT_REASON_QUOTA_EXHAUSTED
 )
 
-// fakeLimiter allows a fixed number of units per kind and records the calls.
-type fakeLimiter struct {
-	mu     sync.Mutex
-	allow  map[string]int // units left per kind; absent = unlimited
-	calls  []string
-	limits map[string]ratelimit.Limit
-}
-
-func (f *fakeLimiter) AllowN(_ context.Context, tenant tenancy.ID, kind string, limit ratelimit.Limit, n int) (ratelimit.Result, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, string(tenant)+"/"+kind)
-	if f.limits == nil {
-		f.limits = map[string]ratelimit.Limit{}
-	}
-	f.limits[kind] = limit
-	left, limited := f.allow[kind]
-	if !limited {
-		return ratelimit.Result{Allowed: n, Limit: limit, Remaining: limit.Burst, ResetAfter: 0}, nil
-	}
-	got := min(n, left)
-	f.allow[kind] = left - got
-	res := ratelimit.Result{Allowed: got, Limit: limit, Remaining: int64(left - got), ResetAfter: 2 * time.Second}
-	if got < n {
-		res.RetryAfter = 250 * time.Millisecond
-	}
-	return res, nil
-}
-
-// fakeQuota grants up to hard events per period and records refunds.
-type fakeQuota struct {
+// fakeAdmitter admits a fixed number of requests and events (negative:
+// unlimited), counts a monthly quota, and records the admissions asked.
+type fakeAdmitter struct {
 	mu       sync.Mutex
+	requests int
+	events   int
 	used     int64
 	refunded int
+	asked    []ratelimit.Admission
 }
 
-func (f *fakeQuota) Reserve(_ context.Context, _ tenancy.ID, now time.Time, n int, hard int64) (ratelimit.QuotaResult, error) {
+func unlimited() *fakeAdmitter { return &fakeAdmitter{requests: -1, events: -1} }
+
+func (f *fakeAdmitter) Admit(_ context.Context, _ tenancy.ID, now time.Time, a ratelimit.Admission) (ratelimit.Admitted, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.asked = append(f.asked, a)
 	start, end := tenancy.MonthPeriod(now)
-	granted := n
-	if hard > 0 {
-		granted = int(max(0, min(int64(n), hard-f.used)))
+	out := ratelimit.Admitted{
+		Request: ratelimit.Result{Limit: a.Requests},
+		Events:  ratelimit.Result{Limit: a.Events, ResetAfter: 2 * time.Second},
+		Quota:   ratelimit.QuotaResult{PeriodStart: start, PeriodEnd: end},
+	}
+	if f.requests == 0 {
+		out.Request.RetryAfter = 400 * time.Millisecond
+		return out, nil
+	}
+	if f.requests > 0 {
+		f.requests--
+	}
+	out.Request.Allowed = 1
+	fit := a.N
+	if f.events >= 0 {
+		fit = min(a.N, f.events)
+	}
+	granted := fit
+	if a.QuotaHard > 0 {
+		granted = int(max(0, min(int64(fit), a.QuotaHard-f.used)))
+	}
+	if f.events >= 0 {
+		f.events -= granted
+		out.Events.Remaining = int64(f.events)
 	}
 	f.used += int64(granted)
-	return ratelimit.QuotaResult{Granted: granted, Used: f.used, PeriodStart: start, PeriodEnd: end}, nil
+	out.Events.Allowed = fit
+	if fit < a.N {
+		out.Events.RetryAfter = 250 * time.Millisecond
+	}
+	out.Quota.Granted, out.Quota.Used = granted, f.used
+	return out, nil
 }
 
-func (f *fakeQuota) Refund(_ context.Context, _ tenancy.ID, _ time.Time, n int) error {
+func (f *fakeAdmitter) Refund(_ context.Context, _ tenancy.ID, _ time.Time, n int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.used -= int64(n)
@@ -80,22 +84,17 @@ func (f *fakeQuota) Refund(_ context.Context, _ tenancy.ID, _ time.Time, n int) 
 	return nil
 }
 
-func limitedEnv(t *testing.T, lim *fakeLimiter, q *fakeQuota, edit func(*tenancy.Limits)) *env {
+func limitedEnv(t *testing.T, a *fakeAdmitter, edit func(*tenancy.Limits)) *env {
 	return newEnv(t, func(c *ingest.Config) {
 		withLimits(edit)(c)
-		if lim != nil {
-			c.RateLimiter = lim
-		}
-		if q != nil {
-			c.Quota = q
-		}
+		c.Admitter, c.Quota = a, a
 	})
 }
 
 func TestIngestThrottlesEventsOverTheRate(t *testing.T) {
 	t.Parallel()
-	lim := &fakeLimiter{allow: map[string]int{"events": 3}}
-	e := limitedEnv(t, lim, nil, func(l *tenancy.Limits) { l.EventsPerSecond, l.EventsBurst = 100, 3 })
+	lim := &fakeAdmitter{requests: -1, events: 3}
+	e := limitedEnv(t, lim, func(l *tenancy.Limits) { l.EventsPerSecond, l.EventsBurst = 100, 3 })
 	events := validEvents("r", 6)
 	events[1].Type = "" // invalid: rejected for itself, never throttled
 	resp, err := e.svc.Ingest(tenantCtx(t.Context(), "acme"), &ingestv1.IngestRequest{Events: events})
@@ -119,13 +118,14 @@ func TestIngestThrottlesEventsOverTheRate(t *testing.T) {
 	require.Contains(t, got, "r-3")
 	require.NotContains(t, got, "r-4")
 	require.Equal(t, 2.0, counter(t, e.reg, "abacus_ingest_events_total", "rate_limited"))
-	require.Equal(t, ratelimit.Limit{Rate: 100, Burst: 3}, lim.limits["events"])
+	require.Equal(t, ratelimit.Limit{Rate: 100, Burst: 3}, lim.asked[0].Events)
+	require.Equal(t, 5, lim.asked[0].N, "only the valid events ask to be admitted")
 }
 
 func TestIngestAllThrottledIsResourceExhausted(t *testing.T) {
 	t.Parallel()
-	lim := &fakeLimiter{allow: map[string]int{"events": 0}}
-	e := limitedEnv(t, lim, nil, func(l *tenancy.Limits) { l.EventsPerSecond, l.EventsBurst = 1000, 2000 })
+	lim := &fakeAdmitter{requests: -1, events: 0}
+	e := limitedEnv(t, lim, func(l *tenancy.Limits) { l.EventsPerSecond, l.EventsBurst = 1000, 2000 })
 	events := validEvents("x", 3)
 	events[2].EventId = "" // invalid, listed in a BadRequest
 	_, err := e.svc.Ingest(tenantCtx(t.Context(), "acme"), &ingestv1.IngestRequest{Events: events})
@@ -164,8 +164,8 @@ func TestIngestAllThrottledIsResourceExhausted(t *testing.T) {
 
 func TestIngestRequestRateRefusesTheWholeBatch(t *testing.T) {
 	t.Parallel()
-	lim := &fakeLimiter{allow: map[string]int{"requests": 1}}
-	e := limitedEnv(t, lim, nil, func(l *tenancy.Limits) { l.RequestsPerSecond = 2.5 })
+	lim := &fakeAdmitter{requests: 1, events: -1}
+	e := limitedEnv(t, lim, func(l *tenancy.Limits) { l.RequestsPerSecond = 2.5 })
 	ctx := tenantCtx(t.Context(), "acme")
 	_, err := e.svc.Ingest(ctx, &ingestv1.IngestRequest{Events: validEvents("a", 2)})
 	require.NoError(t, err)
@@ -178,14 +178,13 @@ func TestIngestRequestRateRefusesTheWholeBatch(t *testing.T) {
 		require.Equal(t, rateLimited, r.GetReason())
 		require.NotNil(t, r.GetRetryAfter())
 	}
-	require.Equal(t, ratelimit.Limit{Rate: 2.5, Burst: 3}, lim.limits["requests"])
+	require.Equal(t, ratelimit.Limit{Rate: 2.5, Burst: 3}, lim.asked[1].Requests)
 	require.EqualValues(t, 1, e.producer.calls.Load())
 }
 
 func TestIngestQuotaExhaustedIsNamed(t *testing.T) {
 	t.Parallel()
-	q := &fakeQuota{}
-	e := limitedEnv(t, nil, q, func(l *tenancy.Limits) { l.MonthlyEventQuota = 5 })
+	e := limitedEnv(t, unlimited(), func(l *tenancy.Limits) { l.MonthlyEventQuota = 5 })
 	ctx := tenantCtx(t.Context(), "acme")
 	resp, err := e.svc.Ingest(ctx, &ingestv1.IngestRequest{Events: validEvents("q", 7)})
 	require.NoError(t, err)
@@ -221,10 +220,10 @@ func (failingProducer) ProduceEncoded(context.Context, tenancy.ID, time.Time, []
 
 func TestIngestRefundsTheQuotaOfAFailedWrite(t *testing.T) {
 	t.Parallel()
-	q := &fakeQuota{}
+	q := unlimited()
 	l := tenancy.DefaultLimits()
 	l.MonthlyEventQuota = 100
-	svc, err := ingest.New(ingest.Config{Limits: fixedLimits{l}, Quota: q, Now: func() time.Time { return now }}, failingProducer{}, nil, nil)
+	svc, err := ingest.New(ingest.Config{Limits: fixedLimits{l}, Admitter: q, Quota: q, Now: func() time.Time { return now }}, failingProducer{}, nil, nil)
 	require.NoError(t, err)
 	_, err = svc.Ingest(tenantCtx(t.Context(), "acme"), &ingestv1.IngestRequest{Events: validEvents("f", 4)})
 	require.ErrorIs(t, err, ingest.ErrUnavailable)
@@ -234,10 +233,10 @@ func TestIngestRefundsTheQuotaOfAFailedWrite(t *testing.T) {
 
 func TestIngestStreamAnswersThrottledBatchesAndGoesOn(t *testing.T) {
 	t.Parallel()
-	lim := &fakeLimiter{allow: map[string]int{"events": 4}}
+	lim := &fakeAdmitter{requests: -1, events: 4}
 	e := newStreamEnv(t, "acme", func(c *ingest.Config) {
 		withLimits(func(l *tenancy.Limits) { l.EventsPerSecond, l.EventsBurst = 10, 4 })(c)
-		c.RateLimiter = lim
+		c.Admitter = lim
 	})
 	stream, err := e.client.IngestStream(t.Context())
 	require.NoError(t, err)
