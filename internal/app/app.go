@@ -291,7 +291,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	var consumer *rollup.Consumer
 	if cfg.Has(config.RoleRollup) {
-		consumer, err = rollup.New(rollup.Config{Brokers: cfg.KafkaBrokers}, db, logger, a.reg)
+		// Changed buckets are published to Redis after each commit, for caches and live
+		// watchers; a failing Redis never holds the rollup up.
+		notifier, err := rollup.NewRedisNotifier(rdb)
+		if err != nil {
+			return fmt.Errorf("rollup notifier: %w", err)
+		}
+		consumer, err = rollup.New(rollup.Config{Brokers: cfg.KafkaBrokers, Notifier: notifier}, db, logger, a.reg)
 		if err != nil {
 			return fmt.Errorf("rollup consumer: %w", err)
 		}

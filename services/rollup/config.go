@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -29,6 +30,16 @@ const (
 	// itself is larger), so a consumer notices a recovered database within
 	// seconds even after a long outage.
 	MaxRetryBackoff = 10 * time.Second
+
+	// DefaultLagInterval is how often the lag and processing-rate gauges are
+	// refreshed when Config.LagInterval is zero.
+	DefaultLagInterval = 5 * time.Second
+
+	// defaultHeartbeatInterval and defaultSessionTimeout are the Kafka
+	// client's own defaults; a short SessionTimeout lowers the heartbeat
+	// interval (see Config.HeartbeatInterval).
+	defaultHeartbeatInterval = 3 * time.Second
+	defaultSessionTimeout    = 45 * time.Second
 )
 
 // Config configures a [Consumer]. The zero value of every field but Brokers
@@ -61,10 +72,36 @@ type Config struct {
 	// transaction takes.
 	SessionTimeout, RebalanceTimeout time.Duration
 
+	// HeartbeatInterval is how often the member tells the group coordinator
+	// it is alive. Zero keeps the Kafka client's default of 3 s, lowered to a
+	// third of SessionTimeout when that is shorter, so a short session
+	// timeout still tolerates a missed heartbeat. When both are set it must
+	// be shorter than SessionTimeout.
+	HeartbeatInterval time.Duration
+
 	// RetryBackoff is the first delay before retrying a failed database or
 	// dead-letter write; it doubles per failure up to [MaxRetryBackoff].
 	// Default [DefaultRetryBackoff].
 	RetryBackoff time.Duration
+
+	// LagInterval is how often abacus_rollup_partition_lag is refreshed from
+	// the brokers' end offsets (so it keeps growing while the consumer is
+	// stalled, for example by a database outage) and how long the window of
+	// abacus_rollup_events_per_second is. Default [DefaultLagInterval].
+	LagInterval time.Duration
+
+	// Notifier, when set, is told which rollup buckets each committed batch
+	// changed (see [Notifier] and [RedisNotifier]). Notifications are sent
+	// from a goroutine of their own and are best effort: a slow or failing
+	// notifier never delays or fails a batch. Nil sends none.
+	Notifier Notifier
+
+	// AfterApply is a testing hook: when set, it is called on the polling
+	// goroutine after each batch the database committed and before the
+	// batch's advisory Kafka commit. The crash tests stop the process there
+	// to prove that a crash between the two commits neither loses nor
+	// double-counts events. Production code leaves it nil.
+	AfterApply func()
 }
 
 // Validate reports every problem of c, joined, each wrapping
@@ -94,8 +131,17 @@ func (c Config) Validate() error {
 	if c.RebalanceTimeout < 0 {
 		bad("rebalance timeout is %s, must not be negative", c.RebalanceTimeout)
 	}
+	if c.HeartbeatInterval < 0 {
+		bad("heartbeat interval is %s, must not be negative", c.HeartbeatInterval)
+	}
+	if session := cmp.Or(c.SessionTimeout, defaultSessionTimeout); c.HeartbeatInterval > 0 && session > 0 && c.HeartbeatInterval >= session {
+		bad("heartbeat interval %s must be shorter than the session timeout %s", c.HeartbeatInterval, session)
+	}
 	if c.RetryBackoff < 0 {
 		bad("retry backoff is %s, must not be negative", c.RetryBackoff)
+	}
+	if c.LagInterval < 0 {
+		bad("lag interval is %s, must not be negative", c.LagInterval)
 	}
 	return errors.Join(errs...)
 }
@@ -113,6 +159,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = DefaultLagInterval
+	}
+	if c.HeartbeatInterval == 0 && c.SessionTimeout > 0 && c.SessionTimeout/3 < defaultHeartbeatInterval {
+		c.HeartbeatInterval = c.SessionTimeout / 3
 	}
 	return c
 }

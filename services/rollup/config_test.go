@@ -1,10 +1,13 @@
 package rollup
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/abacus-analytics/abacus/store/postgres"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -19,7 +22,9 @@ func TestConfigValidate(t *testing.T) {
 			name: "everything set",
 			cfg: Config{
 				Brokers: []string{"a:9092", "b:9092"}, Group: "g", MaxPollRecords: 10, MaxBatchEvents: 10,
-				SessionTimeout: time.Second, RebalanceTimeout: time.Second, RetryBackoff: time.Millisecond,
+				SessionTimeout: time.Second, RebalanceTimeout: time.Second, HeartbeatInterval: 300 * time.Millisecond,
+				RetryBackoff: time.Millisecond, LagInterval: time.Second,
+				Notifier: nopNotifier{}, AfterApply: func() {},
 			},
 		},
 		{name: "no brokers", cfg: Config{}, want: []string{"at least one Kafka broker"}},
@@ -27,9 +32,22 @@ func TestConfigValidate(t *testing.T) {
 			name: "every problem at once",
 			cfg: Config{
 				Brokers: []string{"a:9092", ""}, MaxPollRecords: -1, MaxBatchEvents: -1,
-				SessionTimeout: -1, RebalanceTimeout: -1, RetryBackoff: -1,
+				SessionTimeout: -1, RebalanceTimeout: -1, HeartbeatInterval: -1, RetryBackoff: -1, LagInterval: -1,
 			},
-			want: []string{"broker 1 is empty", "max poll records", "max batch events", "session timeout", "rebalance timeout", "retry backoff"},
+			want: []string{
+				"broker 1 is empty", "max poll records", "max batch events", "session timeout", "rebalance timeout",
+				"heartbeat interval is", "retry backoff", "lag interval",
+			},
+		},
+		{
+			name: "heartbeat not shorter than the session timeout",
+			cfg:  Config{Brokers: []string{"a:9092"}, SessionTimeout: time.Second, HeartbeatInterval: time.Second},
+			want: []string{"heartbeat interval 1s must be shorter than the session timeout 1s"},
+		},
+		{
+			name: "heartbeat not shorter than the default session timeout",
+			cfg:  Config{Brokers: []string{"a:9092"}, HeartbeatInterval: time.Minute},
+			want: []string{"must be shorter than the session timeout 45s"},
 		},
 	}
 	for _, tt := range tests {
@@ -56,7 +74,20 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultMaxPollRecords, got.MaxPollRecords)
 	require.Equal(t, DefaultMaxBatchEvents, got.MaxBatchEvents)
 	require.Equal(t, DefaultRetryBackoff, got.RetryBackoff)
+	require.Equal(t, DefaultLagInterval, got.LagInterval)
+	require.Zero(t, got.HeartbeatInterval, "the Kafka client's default")
+
+	short := Config{Brokers: []string{"a:9092"}, SessionTimeout: 1500 * time.Millisecond}.withDefaults()
+	require.Equal(t, 500*time.Millisecond, short.HeartbeatInterval, "a third of a short session timeout")
+	long := Config{Brokers: []string{"a:9092"}, SessionTimeout: time.Minute}.withDefaults()
+	require.Zero(t, long.HeartbeatInterval, "the client's 3 s is short enough")
+	set := Config{Brokers: []string{"a:9092"}, SessionTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond}.withDefaults()
+	require.Equal(t, 100*time.Millisecond, set.HeartbeatInterval)
 }
+
+type nopNotifier struct{}
+
+func (nopNotifier) Notify(context.Context, []postgres.ChangedBucket) error { return nil }
 
 func TestConfigBackoff(t *testing.T) {
 	t.Parallel()

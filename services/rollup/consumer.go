@@ -55,6 +55,18 @@ type Consumer struct {
 	// fencedInARow counts consecutive fenced batches (Run's goroutine only)
 	// to back off while the rebalance that resolves them is pending.
 	fencedInARow int
+
+	// client is the Kafka client of the running consumer, stored by the
+	// assignment callback for startOffsets, which needs the generation.
+	client atomic.Pointer[kgo.Client]
+
+	// progress is where each owned partition stands, for the lag gauges.
+	progress *progress
+
+	// changes queues changed buckets for Config.Notifier (nil without one);
+	// notifyDown logs its outages.
+	changes    *changeQueue
+	notifyDown failureStreak
 }
 
 // New returns a consumer that applies the event log to store. It validates
@@ -76,14 +88,20 @@ func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer
 	}
 	cfg = cfg.withDefaults()
 	logger = logger.With(slog.String("group", cfg.Group))
-	return &Consumer{
+	c := &Consumer{
 		cfg:              cfg,
 		store:            store,
 		logger:           logger,
 		m:                m,
 		rebalanceWaiting: make(chan struct{}, 1),
-		dbDown:           failureStreak{logger: logger, gauge: m.dbFailing},
-	}, nil
+		dbDown:           failureStreak{logger: logger, gauge: m.dbFailing, msgs: dbLogMessages},
+		progress:         newProgress(m),
+		notifyDown:       failureStreak{logger: logger, msgs: notifyLogMessages},
+	}
+	if cfg.Notifier != nil {
+		c.changes = newChangeQueue()
+	}
+	return c, nil
 }
 
 // Run joins the consumer group and applies polled records until ctx is
@@ -102,7 +120,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.logger.InfoContext(ctx, "rollup consumer started",
 		slog.String("topic", eventlog.Topic), slog.Any("brokers", c.cfg.Brokers))
+
+	// The lag refresher and the notifier run beside the poll loop. They
+	// stop after it (so the notifier sends the changes of the last batch)
+	// and before the client closes.
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	loops.Go(func() { c.lagLoop(loopCtx, cl) })
+	if c.changes != nil {
+		loops.Go(func() { c.notifyLoop(loopCtx) })
+	}
 	defer func() {
+		stopLoops()
+		loops.Wait()
 		// An abandoned poll still blocks rebalancing, and leaving the group
 		// runs the revoke callback behind that block: release it first or
 		// Close would wait forever.
@@ -174,13 +204,17 @@ func (c *Consumer) clientOptions() []kgo.Opt {
 	if c.cfg.RebalanceTimeout > 0 {
 		opts = append(opts, kgo.RebalanceTimeout(c.cfg.RebalanceTimeout))
 	}
+	if c.cfg.HeartbeatInterval > 0 {
+		opts = append(opts, kgo.HeartbeatInterval(c.cfg.HeartbeatInterval))
+	}
 	return opts
 }
 
 // startOffsets is the AdjustFetchOffsetsFn: it replaces the offsets the
 // client fetched from Kafka's group commits for newly assigned partitions
 // with the offsets stored in the database, or the start of the partition
-// where the database has none.
+// where the database has none, and claims the partitions (see
+// [Consumer.claim]) before a record of them is read.
 //
 // Why this hook and not SetOffsets in OnPartitionsAssigned: the assigned
 // callback runs before the client fetches the committed offsets, and
@@ -190,12 +224,20 @@ func (c *Consumer) clientOptions() []kgo.Opt {
 // consumed from Kafka's offsets even once. Partitions this member keeps
 // across a cooperative rebalance are not passed again; their position is
 // already the database's (every applied batch stored it, and a batch that
-// was not applied rewinds it).
+// was not applied rewinds it), and so is their claim.
 //
 // The client keeps heartbeating meanwhile, so when the database is down this
 // retries until it answers or ctx (canceled when the session starts
-// revoking) ends, and those partitions simply wait.
+// revoking) ends, and those partitions simply wait. An error ends the group
+// session; the client rejoins after a backoff.
 func (c *Consumer) startOffsets(ctx context.Context, fetched map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	generation := int32(-1)
+	if cl := c.client.Load(); cl != nil {
+		_, generation = cl.GroupMetadata()
+	}
+	if generation < 0 {
+		return nil, errors.New("rollup: partitions assigned outside a group generation")
+	}
 	out := make(map[string]map[int32]kgo.Offset, len(fetched))
 	for topic, partitions := range fetched {
 		stored, err := c.loadOffsets(ctx, topic)
@@ -203,22 +245,80 @@ func (c *Consumer) startOffsets(ctx context.Context, fetched map[string]map[int3
 			return nil, err
 		}
 		offsets := make(map[int32]kgo.Offset, len(partitions))
-		start := make(map[int32]int64, len(partitions)) // for the log; -2 is "beginning"
+		start := make(map[int32]int64, len(partitions)) // -1 is "beginning"
+		claim := postgres.Batch{Group: c.cfg.Group, Generation: generation}
 		for p := range partitions {
 			next, ok := stored[p]
 			if !ok {
+				// Stored as 0, which a later owner reads as "the
+				// beginning" too: Kafka answers an offset below the log
+				// start with an out-of-range error, and the reset goes to
+				// the start (ConsumeResetOffset).
 				offsets[p] = kgo.NewOffset().AtStart()
-				start[p] = -2
+				start[p] = -1
+				claim.Offsets = append(claim.Offsets, postgres.PartitionOffset{Topic: topic, Partition: p, NextOffset: 0})
 				continue
 			}
 			offsets[p] = kgo.NewOffset().At(next)
 			start[p] = next
+			claim.Offsets = append(claim.Offsets, postgres.PartitionOffset{Topic: topic, Partition: p, NextOffset: next})
 		}
+		if err := c.claim(ctx, claim); err != nil {
+			return nil, err
+		}
+		c.progress.assign(topic, start)
 		out[topic] = offsets
-		c.logger.InfoContext(ctx, "rollup partitions start at database offsets",
-			slog.String("topic", topic), slog.Any("next_offsets", start))
+		c.logger.InfoContext(ctx, "rollup partitions claimed; they start at database offsets",
+			slog.String("topic", topic), slog.Int("generation", int(generation)), slog.Any("next_offsets", start))
 	}
 	return out, nil
+}
+
+// claim stores the newly assigned partitions' start offsets with this
+// member's generation before any of their records is read.
+//
+// Without it the database learns of the new owner only with its first
+// batch, and until then nothing refuses a batch of the previous owner (one
+// that stalled or lost its session without noticing): its generation is
+// still the highest stored. Dedup keeps the counts right even then, but a
+// stale member's commit must be refused, not merely harmless. Claiming
+// raises the stored generation the moment the partitions are handed over,
+// so from then on every batch of an older generation is fenced, whether or
+// not the new owner has records to apply yet.
+//
+// The claim writes the offsets just loaded. A stale member's batch that
+// commits between that load and the claim is therefore not refused: the
+// claim moves the offset back over it and the new owner re-reads those
+// records, which dedup turns into no-ops. Closing that last window needs the
+// load and the claim in one statement, in the store.
+//
+// ErrFenced here means a newer generation has already claimed or written
+// these partitions: this member is stale before it read anything, and the
+// session must end.
+func (c *Consumer) claim(ctx context.Context, b postgres.Batch) error {
+	for attempt := 1; ; attempt++ {
+		_, err := c.store.ApplyBatch(ctx, b)
+		if err == nil {
+			c.dbDown.recovered(ctx)
+			c.m.claims.Add(float64(len(b.Offsets)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, postgres.ErrFenced) {
+			c.dbDown.recovered(ctx)
+			c.m.fenced.Inc()
+			c.logger.WarnContext(ctx, "rollup partition claim fenced by a newer group generation; rejoining",
+				slog.Int("generation", int(b.Generation)), slog.Any("error", err))
+			return fmt.Errorf("rollup: claim partitions: %w", err)
+		}
+		c.m.dbFailures.Inc()
+		c.dbDown.failed(ctx, "claim partitions", err)
+		if !sleep(ctx, c.cfg.backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
 }
 
 // loadOffsets loads the group's stored offsets of topic, retrying with
@@ -296,8 +396,12 @@ func (c *Consumer) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 			slog.Int("records", len(ch.records)), slog.Int("inserted", applied.Inserted),
 			slog.Int("duplicates", applied.Duplicates), slog.Int("poison", ch.poison),
 			slog.Int("generation", int(generation)))
+		c.progress.committed(ch.next, highWatermarks(fetches), applied.Inserted+applied.Duplicates)
+		c.queueChanges(ctx, applied.Buckets)
+		if c.cfg.AfterApply != nil {
+			c.cfg.AfterApply()
+		}
 		c.commitToKafka(ctx, cl, ch.records)
-		c.updateLag(fetches, ch.next)
 	}
 	return 0
 }
@@ -391,18 +495,6 @@ func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, records []
 	}
 }
 
-// updateLag sets the lag gauge of every partition in the batch from the high
-// watermark its fetch carried.
-func (c *Consumer) updateLag(fetches kgo.Fetches, next map[topicPartition]int64) {
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		n, ok := next[topicPartition{p.Topic, p.Partition}]
-		if !ok {
-			return
-		}
-		c.m.lag.WithLabelValues(p.Topic, partitionLabel(p.Partition)).Set(float64(max(p.HighWatermark-n, 0)))
-	})
-}
-
 // logFetchErrors logs the errors a poll carried and returns how long to wait
 // before polling again: a poll of nothing but errors would otherwise spin.
 func (c *Consumer) logFetchErrors(ctx context.Context, fetches kgo.Fetches) time.Duration {
@@ -420,7 +512,10 @@ func (c *Consumer) logFetchErrors(ctx context.Context, fetches kgo.Fetches) time
 	return 0
 }
 
-func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	// startOffsets, which runs after this callback in every session that
+	// assigns partitions, reads the generation through the client.
+	c.client.Store(cl)
 	if len(assigned) == 0 {
 		return // a cooperative rebalance that added nothing
 	}
@@ -432,7 +527,7 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 		return // called at the end of every session, revoking or not
 	}
 	c.logger.InfoContext(ctx, "rollup partitions revoked", slog.Any("partitions", revoked))
-	c.forgetLag(revoked)
+	c.progress.forget(revoked)
 }
 
 func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
@@ -440,23 +535,13 @@ func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 		return
 	}
 	c.logger.WarnContext(ctx, "rollup partitions lost", slog.Any("partitions", lost))
-	c.forgetLag(lost)
+	c.progress.forget(lost)
 }
 
 func (c *Consumer) onCallbackBlocked(context.Context, *kgo.Client) {
 	select {
 	case c.rebalanceWaiting <- struct{}{}:
 	default:
-	}
-}
-
-// forgetLag drops the lag series of partitions this member no longer owns;
-// their new owner reports them.
-func (c *Consumer) forgetLag(partitions map[string][]int32) {
-	for topic, ps := range partitions {
-		for _, p := range ps {
-			c.m.lag.DeleteLabelValues(topic, partitionLabel(p))
-		}
 	}
 }
 
@@ -488,16 +573,29 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// failureStreak tracks consecutive database failures so an outage is logged
-// once when it starts and once when it ends, not per retry, and drives the
-// abacus_rollup_db_failing gauge. Polling and offset loading share it.
+// failureStreak tracks consecutive failures of a dependency so an outage
+// is logged once when it starts and once when it ends, not per retry, and
+// drives a gauge (nil: none). Polling and offset loading share the
+// database's streak; notifications have their own.
 type failureStreak struct {
 	logger *slog.Logger
 	gauge  prometheus.Gauge
+	msgs   streakMessages
 
 	mu       sync.Mutex
 	failures int
 	since    time.Time
+}
+
+// streakMessages are the static log messages of a failureStreak.
+type streakMessages struct {
+	failed, recovered string
+}
+
+// dbLogMessages are the outage log lines of the database.
+var dbLogMessages = streakMessages{
+	failed:    "rollup database call failed; retrying until it recovers",
+	recovered: "rollup database recovered",
 }
 
 func (s *failureStreak) failed(ctx context.Context, op string, err error) {
@@ -508,9 +606,10 @@ func (s *failureStreak) failed(ctx context.Context, op string, err error) {
 		return
 	}
 	s.since = time.Now()
-	s.gauge.Set(1)
-	s.logger.ErrorContext(ctx, "rollup database call failed; retrying until it recovers",
-		slog.String("operation", op), slog.Any("error", err))
+	if s.gauge != nil {
+		s.gauge.Set(1)
+	}
+	s.logger.ErrorContext(ctx, s.msgs.failed, slog.String("operation", op), slog.Any("error", err))
 }
 
 func (s *failureStreak) recovered(ctx context.Context) {
@@ -519,10 +618,12 @@ func (s *failureStreak) recovered(ctx context.Context) {
 	if s.failures == 0 {
 		return
 	}
-	s.logger.InfoContext(ctx, "rollup database recovered",
+	s.logger.InfoContext(ctx, s.msgs.recovered,
 		slog.Int("failures", s.failures), slog.Duration("outage", time.Since(s.since)))
 	s.failures = 0
-	s.gauge.Set(0)
+	if s.gauge != nil {
+		s.gauge.Set(0)
+	}
 }
 
 // kgoLogger sends the Kafka client's warnings and errors to slog. Its

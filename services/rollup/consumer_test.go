@@ -362,8 +362,9 @@ func setHeader(r *kgo.Record, key, value string) {
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
 }
 
-// stallingStore passes the first n ApplyBatch calls through and holds later
-// ones until their context ends: a consumer stopped with a batch in flight.
+// stallingStore passes the first n ApplyBatch calls with events through
+// (and every partition claim, which has none) and holds later ones until
+// their context ends: a consumer stopped with a batch in flight.
 type stallingStore struct {
 	rollup.Store
 	left    atomic.Int64
@@ -378,7 +379,7 @@ func newStallingStore(s rollup.Store, n int64) *stallingStore {
 }
 
 func (s *stallingStore) ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error) {
-	if s.left.Add(-1) >= 0 {
+	if len(b.Events) == 0 || s.left.Add(-1) >= 0 {
 		return s.Store.ApplyBatch(ctx, b)
 	}
 	s.once.Do(func() { close(s.stalled) })

@@ -29,24 +29,50 @@
 // failure is logged, never fatal, and rewinding or deleting them changes
 // nothing.
 //
-// # Why the offsets are fenced
+// # Why the offsets are fenced, and partitions claimed
 //
 // Rebalancing moves partitions between members. A member that stalled (a
 // long pause, a network partition) can wake up and try to commit a batch for
 // a partition the group has since given to another member. Dedup keeps the
 // counts right even then, but the stale member could move the stored offset
-// backwards under the new owner. So every batch carries the consumer-group
-// generation it was polled in, and the database refuses a batch (rolling back
+// backwards under the new owner, and a stale member's write must be refused,
+// not merely harmless. So every batch carries the consumer-group generation
+// it was polled in, and the database refuses a batch (rolling back
 // everything, returning [postgres.ErrFenced]) when a partition's stored
 // offset was written by a newer generation. The fenced member drops the
 // batch, rewinds its fetch positions to the batch's first records (so a
 // partition it still owns is read again, not skipped), and keeps polling
 // until the rebalance tells it what it still owns.
 //
+// Fencing by the stored generation alone has a gap: until the new owner
+// applies its first batch of a partition, the highest generation stored for
+// it is still the previous owner's, so nothing refuses that owner's late
+// commit (and a partition without new records may stay in that state for
+// ever). So a member claims the partitions it is assigned before reading any
+// of them: it stores their start offsets, as loaded, with its own
+// generation, in a transaction of their own. From then on every batch of an
+// older generation is refused. What remains is the moment between loading
+// the offsets and claiming them: a stale member's batch committing exactly
+// then is accepted, and the claim moves the offset back over it, so the new
+// owner reads those records again as duplicates. Closing it needs the load
+// and the claim in one statement of the store.
+//
 // The Kafka client blocks rebalances between a poll and AllowRebalance
 // (kgo.BlockRebalanceOnPoll), so in the normal case a member applies a batch
 // while it provably owns every partition in it, and the generation it reads
 // after polling is the one the records were assigned in.
+//
+// # Change notifications
+//
+// When Config.Notifier is set, the rollup buckets each committed batch
+// changed ([postgres.Applied].Buckets) go to it: [RedisNotifier] publishes
+// them on one Redis channel per tenant ([ChangesChannel]) in the format
+// documented at [ChangesChannelPrefix], for caches and live watchers. It runs
+// on a goroutine of its own behind a bounded queue that merges repeats, so a
+// slow or failing Redis never delays or fails a batch; what cannot be
+// delivered is dropped, logged once per outage and counted
+// (abacus_rollup_notify_failures_total). Notifications are hints: readers
+// must expire what they cache anyway.
 //
 // # Failures
 //
@@ -65,4 +91,24 @@
 //   - On shutdown the batch in flight is abandoned: its transaction either
 //     committed together with its offsets or left no trace, so the next owner
 //     resumes at exactly the right place.
+//
+// # Metrics
+//
+// abacus_rollup_partition_lag is the records between the database's offset
+// and the end of each partition this member owns, set after every batch and
+// refreshed from the brokers every Config.LagInterval, so it keeps growing
+// while the consumer is stalled. rate(abacus_rollup_events_total[1m]) is the
+// committed processing rate; abacus_rollup_events_per_second is the same
+// over the last lag interval, for status pages. The rest count batches,
+// records, failures, fenced batches and claims; metrics.go lists them.
+//
+// # How it is proven
+//
+// The package's tests run the consumer against a real PostgreSQL and an
+// in-process Kafka-protocol broker and require exact per-bucket totals after
+// SIGKILLs of a consumer process at random moments and between the
+// database and Kafka commits (through Config.AfterApply), replays (client
+// retries, rewound and deleted Kafka commits, a second group), members
+// joining and leaving and a member whose heartbeats stop reaching the
+// coordinator while it works, a database outage, and broker restarts.
 package rollup

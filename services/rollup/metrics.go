@@ -19,13 +19,17 @@ type metrics struct {
 	deadLetterFails prometheus.Counter
 	commitFailures  prometheus.Counter
 	lag             *prometheus.GaugeVec // topic, partition
+	eventsPerSecond prometheus.Gauge
+	claims          prometheus.Counter
+	notifyFailures  *prometheus.CounterVec // reason: publish | overflow
+	notified        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_rollup_events_total",
-			Help: "Events applied to the rollups, by result: inserted (new, counted) or duplicate (already counted, or repeated within the batch).",
+			Help: "Events of committed batches, by result: inserted (new, counted) or duplicate (already counted, or repeated within the batch). rate() of the sum is the committed processing rate.",
 		}, []string{"result"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_rollup_records_total",
@@ -46,7 +50,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		fenced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_rollup_fenced_batches_total",
-			Help: "Batches the database refused because a newer consumer-group generation owns their partitions.",
+			Help: "Batches (and partition claims) the database refused because a newer consumer-group generation owns their partitions.",
+		}),
+		claims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_rollup_partition_claims_total",
+			Help: "Partitions claimed in the database at this member's generation when the group assigned them.",
 		}),
 		deadLetterFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_rollup_dead_letter_failures_total",
@@ -58,8 +66,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "abacus_rollup_partition_lag",
-			Help: "Records behind the high watermark per assigned partition, as of the last applied batch.",
+			Help: "Records between the offset stored in the database and the end of the partition, per partition this member owns; set after each batch and refreshed from the brokers every lag interval, so it grows while the consumer is stalled.",
 		}, []string{"topic", "partition"}),
+		eventsPerSecond: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abacus_rollup_events_per_second",
+			Help: "Events of committed batches per second over the last lag interval (for status pages; in PromQL prefer rate(abacus_rollup_events_total[1m])).",
+		}),
+		notifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_rollup_notify_failures_total",
+			Help: "Change notifications not delivered, by reason: publish (a Notify call failed; its changes are dropped) or overflow (a committed batch's changes did not fit the notification queue). Batches are never held up by either.",
+		}, []string{"reason"}),
+		notified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_rollup_notified_buckets_total",
+			Help: "Changed rollup buckets handed to the notifier successfully (repeats of a bucket waiting in the queue count once).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -67,6 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.events, m.records, m.batchSeconds, m.dbFailures, m.dbFailing,
 		m.fenced, m.deadLetterFails, m.commitFailures, m.lag,
+		m.eventsPerSecond, m.claims, m.notifyFailures, m.notified,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("rollup: register metrics"), err)
@@ -80,6 +101,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{resultOK, resultPoison} {
 		m.records.WithLabelValues(r)
 	}
+	for _, r := range []string{notifyPublish, notifyOverflow} {
+		m.notifyFailures.WithLabelValues(r)
+	}
 	return m, nil
 }
 
@@ -89,6 +113,12 @@ const (
 	resultDuplicate = "duplicate"
 	resultOK        = "ok"
 	resultPoison    = "poison"
+)
+
+// Label values of the reason label of abacus_rollup_notify_failures_total.
+const (
+	notifyPublish  = "publish"
+	notifyOverflow = "overflow"
 )
 
 func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }

@@ -1,7 +1,10 @@
 package rollup_test
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,12 +14,14 @@ import (
 	"github.com/abacus-analytics/abacus/internal/devstack/devstacktest"
 	"github.com/abacus-analytics/abacus/services/rollup"
 	"github.com/abacus-analytics/abacus/services/rollup/internal/rolluptest"
+	"github.com/abacus-analytics/abacus/store/postgres"
 	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 const (
 	mDBFailing  = "abacus_rollup_db_failing"
 	mDBFailures = "abacus_rollup_db_failures_total"
+	mRate       = "abacus_rollup_events_per_second"
 )
 
 // TestConsumer_SurvivesDatabaseOutage stops the package's PostgreSQL while
@@ -100,4 +105,124 @@ func TestConsumer_SurvivesDatabaseOutage(t *testing.T) {
 	start(t.Context())
 	env.RequireCounts(t, want)
 	require.False(t, second.Returned())
+}
+
+// TestConsumer_DatabaseOutageUnderLoad stops PostgreSQL for 10 s (60 s in
+// the long variant) while events of 20 tenants keep arriving. The consumer
+// must not crash or spin: it retries the one batch it holds with a backoff
+// (every attempt is the same batch, so it fetches and applies nothing
+// else), reports the outage and a lag that grows with the records arriving,
+// and after the restart it catches up to exact totals.
+//
+// It stops the server every test of the package shares, so it must not call
+// t.Parallel.
+func TestConsumer_DatabaseOutageUnderLoad(t *testing.T) {
+	outage := 10 * time.Second
+	if *long {
+		outage = time.Minute
+	}
+	env := rolluptest.NewEnv(t, 4)
+	pg := devstacktest.PostgresServer(t)
+	down := false
+	t.Cleanup(func() {
+		if down { // leave the server running for the tests after this one
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+			defer cancel()
+			require.NoError(t, pg.Restart(ctx))
+		}
+	})
+	work := rolluptest.NewWorkload(5, 20, 10_000, 50, 10)
+	before, during := work.Batches[:len(work.Batches)/2], work.Batches[len(work.Batches)/2:]
+	producer := env.RecordProducer(t)
+
+	attempts := &attemptLog{Store: env.DB}
+	cfg := rollup.Config{Group: "db-outage", MaxPollRecords: 20, RetryBackoff: 20 * time.Millisecond, LagInterval: 100 * time.Millisecond}
+	r := env.Start(t, cfg, attempts)
+	require.NoError(t, rolluptest.ProduceAll(t.Context(), producer, before, 4, nil))
+	wantBefore, keysBefore := rolluptest.WantOf(before)
+	env.RequireBuckets(t, wantBefore, keysBefore)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 0.0, r.Metric(mLag), "caught up")
+	}, rolluptest.Wait, rolluptest.Tick)
+	recordsBefore := r.Metric(mRecords, "result", "ok")
+
+	require.NoError(t, pg.Stop())
+	down = true
+	stopped := time.Now()
+	require.NoError(t, rolluptest.ProduceAll(t.Context(), producer, during, 4, nil))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1.0, r.Metric(mDBFailing))
+		assert.Equal(c, float64(len(during)), r.Metric(mLag), "the lag counts every record that arrived since")
+		assert.Equal(c, 0.0, r.Metric(mRate), "nothing commits")
+	}, outage, rolluptest.Tick)
+	if rest := outage - time.Since(stopped); rest > 0 {
+		time.Sleep(rest)
+	}
+	require.False(t, r.Returned(), "the consumer keeps running through the outage")
+	failed := attempts.failures()
+	require.NoError(t, pg.Restart(t.Context()))
+	down = false
+	restarted := time.Since(stopped)
+
+	env.RequireBucketsWithin(t, work.Want(), work.Keys(), 2*rolluptest.Wait)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 0.0, r.Metric(mDBFailing))
+		assert.Equal(c, 0.0, r.Metric(mLag))
+	}, rolluptest.Wait, rolluptest.Tick)
+	require.False(t, r.Returned())
+	require.Equal(t, recordsBefore+float64(len(during)), r.Metric(mRecords, "result", "ok"), "every record applied once")
+	require.Zero(t, r.Metric(mEvents, "result", "duplicate"))
+
+	// No crash loop, and fetching paused: the failed attempts are retries of
+	// one batch, no more of them than the backoff allows.
+	require.NotEmpty(t, failed, "the outage was noticed")
+	for _, f := range failed[1:] {
+		require.Equal(t, failed[0].offsets, f.offsets, "every attempt during the outage retries the same batch")
+	}
+	bound := retriesWithin(cfg.RetryBackoff, restarted) + 1
+	require.LessOrEqual(t, len(failed), bound, "attempts bounded by the backoff over %s", restarted)
+	t.Logf("outage %s: %d failed attempts of one batch (backoff bound %d), %d records arrived meanwhile",
+		restarted.Round(time.Millisecond), len(failed), bound, len(during))
+}
+
+// retriesWithin is how many attempts a backoff starting at first, doubling
+// up to rollup.MaxRetryBackoff, makes within d (the first is immediate).
+func retriesWithin(first, d time.Duration) int {
+	n, elapsed, next := 1, time.Duration(0), first
+	for elapsed+next <= d {
+		elapsed += next
+		n++
+		next = min(next*2, max(rollup.MaxRetryBackoff, first))
+	}
+	return n
+}
+
+// attemptLog passes ApplyBatch through and records the failed attempts at
+// batches with events.
+type attemptLog struct {
+	rollup.Store
+	mu     sync.Mutex
+	failed []attempt
+}
+
+type attempt struct {
+	offsets []postgres.PartitionOffset
+}
+
+func (l *attemptLog) ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error) {
+	applied, err := l.Store.ApplyBatch(ctx, b)
+	if err != nil && len(b.Events) > 0 && ctx.Err() == nil {
+		offsets := slices.Clone(b.Offsets)
+		slices.SortFunc(offsets, func(a, b postgres.PartitionOffset) int { return cmp.Compare(a.Partition, b.Partition) })
+		l.mu.Lock()
+		l.failed = append(l.failed, attempt{offsets: offsets})
+		l.mu.Unlock()
+	}
+	return applied, err
+}
+
+func (l *attemptLog) failures() []attempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.failed)
 }

@@ -1,6 +1,6 @@
-// Package rolluptest holds the helpers of the rollup consumer's integration
-// tests: a fresh database and broker per test, producing event-log records,
-// running consumers and reading back counts and metrics.
+// Package rolluptest is what the rollup consumer's integration tests share:
+// a fresh database and broker per test, producing event-log records and
+// whole workloads, running consumers and reading back counts and metrics.
 package rolluptest
 
 import (
@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -44,21 +46,57 @@ var EventTime = time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC)
 // the event-log topics, and a producer that places records on the partition
 // the test names.
 type Env struct {
-	DB         *postgres.DB
-	Kafka      *devstack.Kafka
-	Partitions int32
-	producer   *kgo.Client
+	DB *postgres.DB
+	// DatabaseURL is DB's URL, for consumers in other processes.
+	DatabaseURL string
+	Kafka       *devstack.Kafka
+	Partitions  int32
+	producer    *kgo.Client
 }
+
+// Options configure [NewEnvWith].
+type Options struct {
+	// Partitions of the event-log topic; default 1.
+	Partitions int32
+	// KafkaDir, when set, persists the broker's state there, so that
+	// Env.Kafka.Restart keeps topics, records and group state, as a real
+	// broker restart does. Empty means memory only.
+	KafkaDir string
+	// KafkaOpts go to the broker after the defaults (which allow group
+	// session timeouts down to MinSessionTimeout).
+	KafkaOpts []kfake.Opt
+}
+
+// MinSessionTimeout is the shortest group session timeout the test broker
+// accepts (a real broker's minimum is 6 s), so that tests can let a member
+// expire quickly.
+const MinSessionTimeout = 100 * time.Millisecond
 
 // NewEnv builds an Env whose event-log topic has partitions partitions.
 func NewEnv(t testing.TB, partitions int32) *Env {
 	t.Helper()
-	db, err := postgres.Open(t.Context(), postgres.Config{URL: devstacktest.Postgres(t)}, nil)
+	return NewEnvWith(t, Options{Partitions: partitions})
+}
+
+// NewEnvWith builds an Env as opts say.
+func NewEnvWith(t testing.TB, opts Options) *Env {
+	t.Helper()
+	url := devstacktest.Postgres(t)
+	db, err := postgres.Open(t.Context(), postgres.Config{URL: url}, nil)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
 	require.NoError(t, postgres.Migrate(t.Context(), db))
 
-	k := devstacktest.Kafka(t)
+	partitions := max(opts.Partitions, 1)
+	kopts := append([]kfake.Opt{kfake.GroupMinSessionTimeout(MinSessionTimeout)}, opts.KafkaOpts...)
+	var k *devstack.Kafka
+	if opts.KafkaDir == "" {
+		k = devstacktest.Kafka(t, kopts...)
+	} else {
+		k, err = devstack.StartKafka(t.Context(), opts.KafkaDir, 0, LoggerAt(t, slog.LevelWarn), kopts...)
+		require.NoError(t, err)
+		t.Cleanup(k.Stop)
+	}
 	require.NoError(t, eventlog.EnsureTopics(t.Context(), k.Brokers(), partitions, 1))
 	producer, err := kgo.NewClient(
 		kgo.SeedBrokers(k.Brokers()...),
@@ -66,7 +104,7 @@ func NewEnv(t testing.TB, partitions int32) *Env {
 	)
 	require.NoError(t, err)
 	t.Cleanup(producer.Close)
-	return &Env{DB: db, Kafka: k, Partitions: partitions, producer: producer}
+	return &Env{DB: db, DatabaseURL: url, Kafka: k, Partitions: partitions, producer: producer}
 }
 
 // Event returns a page_view event at EventTime.
@@ -296,14 +334,37 @@ func (r *Running) Metric(name string, labels ...string) float64 {
 
 // Logger logs to the test log at debug level (go test -v shows it).
 func Logger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return LoggerAt(t, slog.LevelDebug)
 }
 
-type testWriter struct{ t testing.TB }
+// LoggerAt logs to the test log from level up. Lines written after the
+// cleanups registered later than this call have run (a goroutine that
+// outlived the test) are dropped: the test log no longer accepts them.
+func LoggerAt(t testing.TB, level slog.Level) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+type testWriter struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
 }
 
 // ReadTopic consumes topic from the start until it has n records, failing
