@@ -10,6 +10,15 @@
 // tenancy.ErrNoTenant, returned wrapped for the server's error mapper: it
 // means the handler was reached without the auth interceptor.
 //
+// # Metrics
+//
+// METRIC_COUNT, SUM, AVG, MIN and MAX are exact; METRIC_UNIQUE_USERS is a
+// HyperLogLog estimate, and its responses state the estimate's relative
+// standard error (postgres.UniqueUsersRelativeError). The service always
+// reads whole buckets of the requested granularity (see Ranges), which lets
+// the store answer day and hour series from its daily and hourly rollups, one
+// row per point, instead of summing minutes.
+//
 // # Ranges
 //
 // Buckets are aligned in UTC: start is rounded down and end rounded up to the

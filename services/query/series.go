@@ -38,6 +38,43 @@ func granularityOf(g queryv1.Granularity) (granularity, bool) {
 	}
 }
 
+// metric is a metric the contract offers.
+type metric struct {
+	proto queryv1.Metric
+	// store is the postgres.Metric* name.
+	store string
+}
+
+// metricOf returns the metric of m, and false for UNSPECIFIED and values the
+// contract does not define.
+func metricOf(m queryv1.Metric) (metric, bool) {
+	switch m {
+	case queryv1.Metric_METRIC_COUNT:
+		return metric{m, postgres.MetricCount}, true
+	case queryv1.Metric_METRIC_SUM:
+		return metric{m, postgres.MetricSum}, true
+	case queryv1.Metric_METRIC_AVG:
+		return metric{m, postgres.MetricAvg}, true
+	case queryv1.Metric_METRIC_MIN:
+		return metric{m, postgres.MetricMin}, true
+	case queryv1.Metric_METRIC_MAX:
+		return metric{m, postgres.MetricMax}, true
+	case queryv1.Metric_METRIC_UNIQUE_USERS:
+		return metric{m, postgres.MetricUniqueUsers}, true
+	default:
+		return metric{}, false
+	}
+}
+
+// relativeError is the relative standard error of m's points: that of the
+// unique-user sketches for METRIC_UNIQUE_USERS, 0 for the exact metrics.
+func (m metric) relativeError() float64 {
+	if m.proto == queryv1.Metric_METRIC_UNIQUE_USERS {
+		return postgres.UniqueUsersRelativeError
+	}
+	return 0
+}
+
 // floor rounds t down to the start of its bucket, in UTC. time.Truncate works
 // on absolute time since year 1, whose days have exactly 86400 seconds in Go,
 // so whole days truncate to UTC midnight.
@@ -139,6 +176,7 @@ type seriesRequest interface {
 // and the aligned start of its range.
 type series struct {
 	eventType string
+	metric    metric
 	gran      granularity
 	start     time.Time
 }
@@ -148,8 +186,10 @@ type series struct {
 // and granularity it implements, a valid start. It does not repeat the
 // event-type pattern: the store binds the type as a parameter.
 func parseSeries(req seriesRequest) (series, error) {
-	if req.GetMetric() != queryv1.Metric_METRIC_COUNT {
-		return series{}, invalidArgument("metric", "must be METRIC_COUNT; no other metric is available in v1")
+	m, ok := metricOf(req.GetMetric())
+	if !ok {
+		return series{}, invalidArgument("metric",
+			"must be METRIC_COUNT, METRIC_SUM, METRIC_AVG, METRIC_MIN, METRIC_MAX or METRIC_UNIQUE_USERS")
 	}
 	gran, ok := granularityOf(req.GetGranularity())
 	if !ok {
@@ -162,7 +202,7 @@ func parseSeries(req seriesRequest) (series, error) {
 	if err != nil {
 		return series{}, err
 	}
-	return series{eventType: req.GetEventType(), gran: gran, start: gran.floor(start)}, nil
+	return series{eventType: req.GetEventType(), metric: m, gran: gran, start: gran.floor(start)}, nil
 }
 
 // timestamp converts a required timestamp field, or returns INVALID_ARGUMENT
@@ -187,15 +227,15 @@ func (s series) window(end time.Time) window {
 	return w
 }
 
-// read returns the value of every bucket of w, zero where no event fell, and
-// observes the read's duration in obs.
-func (s *Service) read(ctx context.Context, obs prometheus.Observer, tenant tenancy.ID, eventType string, w window) ([]float64, error) {
+// read returns the value of sel's metric in every bucket of w, zero where no
+// event fell, and observes the read's duration in obs.
+func (s *Service) read(ctx context.Context, obs prometheus.Observer, tenant tenancy.ID, sel series, w window) ([]float64, error) {
 	values := make([]float64, w.buckets())
 	if len(values) == 0 {
 		return values, nil
 	}
 	started := time.Now()
-	points, err := s.store.TimeSeriesCount(ctx, tenant, eventType, w.start, w.end, w.gran.store)
+	points, err := s.store.TimeSeries(ctx, tenant, sel.eventType, sel.metric.store, w.start, w.end, w.gran.store)
 	obs.Observe(time.Since(started).Seconds())
 	if err != nil {
 		return nil, err
@@ -218,8 +258,10 @@ func (w window) point(i int, value float64) *queryv1.Point {
 	}
 }
 
-// GetTimeSeries returns the count of one event type per bucket of the
-// requested range, zero-filled, as one ungrouped series.
+// GetTimeSeries returns the requested metric of one event type per bucket of
+// the requested range, zero-filled, as one ungrouped series. For
+// METRIC_UNIQUE_USERS the response states the estimates' relative standard
+// error.
 func (s *Service) GetTimeSeries(ctx context.Context, req *queryv1.GetTimeSeriesRequest) (*queryv1.GetTimeSeriesResponse, error) {
 	tenant, err := tenancy.FromContext(ctx)
 	if err != nil {
@@ -241,7 +283,7 @@ func (s *Service) GetTimeSeries(ctx context.Context, req *queryv1.GetTimeSeriesR
 		return nil, invalidArgument("end", msg)
 	}
 
-	values, err := s.read(ctx, s.readSeconds.WithLabelValues(rpcGetTimeSeries), tenant, sel.eventType, w)
+	values, err := s.read(ctx, s.readSeconds.WithLabelValues(rpcGetTimeSeries), tenant, sel, w)
 	if err != nil {
 		return nil, fmt.Errorf("query: get time series: %w", err)
 	}
@@ -250,10 +292,11 @@ func (s *Service) GetTimeSeries(ctx context.Context, req *queryv1.GetTimeSeriesR
 		points[i] = w.point(i, v)
 	}
 	return &queryv1.GetTimeSeriesResponse{
-		Series:      []*queryv1.Series{{Group: "", Points: points}},
-		Metric:      queryv1.Metric_METRIC_COUNT,
-		Granularity: sel.gran.proto,
-		Start:       timestamppb.New(w.start),
-		End:         timestamppb.New(w.end),
+		Series:                   []*queryv1.Series{{Group: "", Points: points}},
+		Metric:                   sel.metric.proto,
+		Granularity:              sel.gran.proto,
+		Start:                    timestamppb.New(w.start),
+		End:                      timestamppb.New(w.end),
+		UniqueUsersRelativeError: sel.metric.relativeError(),
 	}, nil
 }

@@ -33,10 +33,13 @@ const (
 // Store is what the query service needs from storage. *postgres.DB
 // satisfies it.
 type Store interface {
-	// TimeSeriesCount returns the non-empty buckets of the number of events
-	// of eventType for tenant over [start, end), in time order, aligned in
-	// UTC to granularity (a postgres.Granularity* constant).
-	TimeSeriesCount(ctx context.Context, tenant tenancy.ID, eventType string,
+	// TimeSeries returns the non-empty buckets of metric (a
+	// postgres.Metric* constant) of the events of eventType for tenant over
+	// [start, end), in time order, aligned in UTC to granularity (a
+	// postgres.Granularity* constant). The service always passes a range
+	// aligned to the granularity, which lets the store read the hourly or
+	// daily rollups.
+	TimeSeries(ctx context.Context, tenant tenancy.ID, eventType, metric string,
 		start, end time.Time, granularity string) ([]postgres.Point, error)
 }
 

@@ -81,7 +81,7 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 	defer stop()
 	obs := s.readSeconds.WithLabelValues(rpcWatchTimeSeries)
 
-	values, err := s.read(ctx, obs, tenant, w.eventType, win)
+	values, err := s.read(ctx, obs, tenant, w.series, win)
 	if err != nil {
 		return s.watchFailed(ctx, err)
 	}
@@ -89,7 +89,9 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 	for i, v := range values {
 		snapshot[i] = win.point(i, v)
 	}
-	if err := s.sendAt(ctx, send, &queryv1.WatchTimeSeriesResponse{Points: snapshot, Snapshot: true}); err != nil {
+	if err := s.sendAt(ctx, send, &queryv1.WatchTimeSeriesResponse{
+		Points: snapshot, Snapshot: true, UniqueUsersRelativeError: w.metric.relativeError(),
+	}); err != nil {
 		return err
 	}
 
@@ -116,7 +118,7 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 				return status.Errorf(codes.OutOfRange,
 					"watch range outgrew its limit (%s); watch again with a later start", msg)
 			}
-			nextValues, err := s.read(ctx, obs, tenant, w.eventType, next)
+			nextValues, err := s.read(ctx, obs, tenant, w.series, next)
 			if err != nil {
 				return s.watchFailed(ctx, err)
 			}

@@ -18,6 +18,10 @@ type DB struct {
 
 	// timescale caches the result of detectTimescale; Migrate refreshes it.
 	timescale atomic.Bool
+
+	// recent holds the event keys ApplyBatch committed lately, to pick the
+	// cheaper way to claim a batch's keys (see claims.go).
+	recent *recentKeys
 }
 
 // Open validates cfg, connects, pings the server and detects TimescaleDB, all
@@ -38,7 +42,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", err)
 	}
-	db := &DB{pool: pool, cfg: cfg, logger: logger}
+	db := &DB{pool: pool, cfg: cfg, logger: logger, recent: newRecentKeys()}
 	if err := db.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -31,8 +31,11 @@
 //	events            index (tenant_id, event_type, event_time)
 //	                                                 raw events; hypertable on event_time
 //	rollups_1m        (tenant_id, event_type, bucket)
-//	                                                 count, value sum/count/min/max per UTC minute;
-//	                                                 hypertable on bucket
+//	rollups_1h        (tenant_id, event_type, bucket)
+//	rollups_1d        (tenant_id, event_type, bucket)
+//	                                                 count, value sum/count/min/max and a
+//	                                                 unique-user sketch per UTC minute, hour
+//	                                                 and day; hypertables on bucket
 //	consumer_offsets  (group_id, topic, partition)   next offset and consumer generation
 //
 // # Limits and keys
@@ -60,7 +63,7 @@
 // # Exactly once: the dedup and offset transaction
 //
 // The rollup consumer hands each polled batch to [DB.ApplyBatch], which runs
-// one READ COMMITTED transaction of three statements:
+// one READ COMMITTED transaction:
 //
 //  1. Upsert the batch's offsets into consumer_offsets, fenced: the DO UPDATE
 //     applies only where the stored generation is not higher than the
@@ -68,24 +71,44 @@
 //     rebalance and its successor has committed; ApplyBatch rolls back and
 //     returns ErrFenced. Equal generations overwrite (the same consumer's
 //     next batch), lower ones are replaced (the consumer took over).
-//  2. One data-modifying CTE chain: keep the first copy of each
-//     (tenant_id, event_id) in the batch; INSERT them into event_dedup ON
-//     CONFLICT DO NOTHING RETURNING the keys actually inserted; insert only
-//     those events into events; return their per-minute aggregates.
-//  3. Upsert those aggregates into rollups_1m, adding count, sum and value
-//     count and folding min/max.
+//  2. Claim the batch's distinct (tenant_id, event_id) keys in event_dedup,
+//     sorted, keeping the first copy of a key repeated in the batch. Keys
+//     this process applied lately go through INSERT ... ON CONFLICT DO
+//     NOTHING RETURNING; the rest, almost always new, through a bulk COPY in
+//     a savepoint, which, if a key existed after all, is rolled back and
+//     redone with ON CONFLICT (claims.go). Either way the unique index
+//     decides, and only the claimed events go on.
+//  3. COPY the claimed events into events, while Go adds them up per
+//     minute, hour and day: count, value sum/count/min/max, and a
+//     HyperLogLog sketch of their user IDs (sketch.go).
+//  4. Upsert those aggregates into rollups_1m, rollups_1h and rollups_1d,
+//     which locks the touched rows until COMMIT and returns their stored
+//     sketches; merge the batch's sketch into each in Go and write back the
+//     ones that changed. PostgreSQL cannot merge sketches, and the row lock
+//     taken by the upsert is what keeps two consumers touching the same
+//     bucket from losing either's users.
 //
 // Then COMMIT. Dedup keys, raw events, rollups and offsets become visible
 // together or not at all, so a crash at any point either replays the batch
 // (and dedup turns the replay into a no-op) or finds it committed (and
 // resumes from the stored offsets). A concurrent transaction inserting the
-// same key makes ON CONFLICT wait for it and then skip or insert according to
+// same key makes the claim wait for it and then skip or insert according to
 // its outcome, so two consumers racing over the same events still count each
-// once. Every statement processes rows in key order, so concurrent batches
-// lock rows in the same order and queue instead of deadlocking.
+// once. Rollup rows are locked in key order, table by table, so concurrent
+// batches queue instead of deadlocking; claims.go explains the one deadlock
+// the claims allow and how ApplyBatch recovers from it.
 //
-// The columns travel as arrays expanded with unnest, so a batch costs the
-// same few round trips (BEGIN, three statements, COMMIT) whatever its size.
+// The statements take arrays or COPY streams, so a batch costs the same few
+// round trips whatever its size.
+//
+// # Queries
+//
+// [DB.TimeSeries] answers a metric (count, sum, avg, min, max, unique users)
+// per minute, hour or day from the coarsest rollup table whose buckets tile
+// the requested range: whole days read rollups_1d, whole hours rollups_1h,
+// anything else rollups_1m. Unique users are the estimate of the merged
+// sketches of each bucket, with a relative standard error of
+// [UniqueUsersRelativeError]; every other metric is exact.
 //
 // # TimescaleDB detection
 //

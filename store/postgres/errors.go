@@ -47,6 +47,8 @@ const (
 	// Text PostgreSQL cannot store: a NUL byte, or bytes that are not
 	// UTF-8. Protobuf strings may carry NUL, so this is client input.
 	pgCharacterNotInRepertoire = "22021"
+	// A lock wait that closed a cycle; PostgreSQL aborted this statement.
+	pgDeadlockDetected = "40P01"
 )
 
 // wrapErr maps a database error to a domain error, prefixed with the operation
@@ -73,6 +75,13 @@ func wrapErr(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// isDeadlock reports whether err is PostgreSQL aborting a statement whose
+// lock wait closed a cycle.
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == pgDeadlockDetected
 }
 
 // invalidf returns an ErrInvalidArgument for op with a reason.

@@ -12,7 +12,7 @@ import (
 	"github.com/abacus-analytics/abacus/store/postgres"
 )
 
-var schemaTables = []string{"tenants", "api_keys", "event_dedup", "events", "rollups_1m", "consumer_offsets"}
+var schemaTables = []string{"tenants", "api_keys", "event_dedup", "events", "rollups_1m", "rollups_1h", "rollups_1d", "consumer_offsets"}
 
 func requireSchema(t *testing.T, db *postgres.DB) {
 	t.Helper()
@@ -27,7 +27,7 @@ func requireSchema(t *testing.T, db *postgres.DB) {
 }
 
 // latestVersion is the number of the newest file in migrations/.
-const latestVersion = 2
+const latestVersion = 3
 
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()

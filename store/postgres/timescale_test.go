@@ -33,7 +33,7 @@ WHERE hypertable_schema = current_schema() ORDER BY 1`)
 		tables = append(tables, name)
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, []string{"events", "rollups_1m"}, tables)
+	require.Equal(t, []string{"events", "rollups_1d", "rollups_1h", "rollups_1m"}, tables)
 
 	plain := openDB(t, postgres.Config{DisableTimescale: true})
 	require.False(t, plain.Timescale())
@@ -63,6 +63,9 @@ WHERE hypertable_schema = current_schema() ORDER BY 1`)
 			require.ErrorIs(t, err, postgres.ErrFenced)
 		}
 		require.Equal(t, readRollups(t, plain), readRollups(t, hyper))
+		for _, table := range rollupTables {
+			require.Equal(t, withoutUpdatedAt(readLevel(t, plain, table)), withoutUpdatedAt(readLevel(t, hyper, table)), table)
+		}
 		require.Equal(t, countRows(t, plain, "events"), countRows(t, hyper, "events"))
 		for _, g := range []string{postgres.GranularityMinute, postgres.GranularityHour, postgres.GranularityDay} {
 			want, err := plain.TimeSeriesCount(t.Context(), "acme", "click", day, day.Add(48*time.Hour), g)
@@ -71,6 +74,18 @@ WHERE hypertable_schema = current_schema() ORDER BY 1`)
 			require.NoError(t, err)
 			require.Equal(t, want, got, g)
 			require.NotEmpty(t, got)
+			for _, metric := range []string{postgres.MetricSum, postgres.MetricAvg, postgres.MetricMin,
+				postgres.MetricMax, postgres.MetricUniqueUsers} {
+				// Every table: a day-aligned, an hour-aligned and a
+				// minute-aligned range.
+				for _, start := range []time.Time{day, day.Add(-time.Hour), day.Add(-time.Minute)} {
+					want, err := plain.TimeSeries(t.Context(), "acme", "click", metric, start, day.Add(48*time.Hour), g)
+					require.NoError(t, err)
+					got, err := hyper.TimeSeries(t.Context(), "acme", "click", metric, start, day.Add(48*time.Hour), g)
+					require.NoError(t, err)
+					require.Equal(t, want, got, "%s %s from %s", metric, g, start)
+				}
+			}
 		}
 	})
 }

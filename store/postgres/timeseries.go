@@ -5,15 +5,36 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/abacus-analytics/abacus/tenancy"
 )
 
-// Granularities accepted by [DB.TimeSeriesCount]. They double as
-// PostgreSQL date_trunc field names, which is why only these are accepted.
+// Granularities accepted by [DB.TimeSeries]. They double as PostgreSQL
+// date_trunc field names, which is why only these are accepted.
 const (
 	GranularityMinute = "minute"
 	GranularityHour   = "hour"
 	GranularityDay    = "day"
+)
+
+// Metrics accepted by [DB.TimeSeries]. Every metric but MetricUniqueUsers is
+// exact.
+const (
+	// MetricCount is the number of distinct events.
+	MetricCount = "count"
+	// MetricSum is the sum of the values of the events that have one.
+	MetricSum = "sum"
+	// MetricAvg is the mean value of the events that have one.
+	MetricAvg = "avg"
+	// MetricMin is the smallest value of the events that have one.
+	MetricMin = "min"
+	// MetricMax is the largest value of the events that have one.
+	MetricMax = "max"
+	// MetricUniqueUsers is the estimated number of distinct non-empty user
+	// IDs, with a relative standard error of [UniqueUsersRelativeError].
+	MetricUniqueUsers = "unique_users"
 )
 
 // Point is one non-empty bucket of a time series.
@@ -24,31 +45,106 @@ type Point struct {
 	Value float64
 }
 
-// sqlTimeSeriesCount sums event counts per UTC bucket. $5 is a date_trunc
-// field from the granularity whitelist, bound as a parameter, never spliced
-// into the SQL. The range filter is on the 1-minute rollup buckets, so it
-// runs on the primary key (tenant_id, event_type, bucket).
-const sqlTimeSeriesCount = `
-SELECT date_trunc($5::text, bucket, 'UTC') AS t, sum(event_count)::double precision
-FROM rollups_1m
+// seriesSQL returns the query of metric over table. Both come from the
+// constants of this package, never from a caller, and are the only parts
+// spliced into the SQL; $5, a date_trunc field from the granularity
+// whitelist, is bound as a parameter. The range filter is on the rollup
+// buckets, so it runs on the primary key (tenant_id, event_type, bucket).
+// Value metrics skip rows without values, so a bucket none of whose events
+// had a value has no point (the caller fills zero), as an empty bucket.
+func seriesSQL(table, metric string) string {
+	const (
+		selectBucket = `
+SELECT date_trunc($5::text, bucket, 'UTC') AS t, `
+		from = `
+FROM `
+		where = `
 WHERE tenant_id = $1
   AND event_type = $2
   AND bucket >= $3
-  AND bucket < $4
+  AND bucket < $4`
+		withValues = `
+  AND value_count > 0`
+		group = `
 GROUP BY 1
 ORDER BY 1`
+	)
+	switch metric {
+	case MetricCount:
+		return selectBucket + `sum(event_count)::double precision` + from + table + where + group
+	case MetricSum:
+		return selectBucket + `sum(value_sum)` + from + table + where + withValues + group
+	case MetricAvg:
+		return selectBucket + `sum(value_sum) / sum(value_count)` + from + table + where + withValues + group
+	case MetricMin:
+		return selectBucket + `min(value_min)` + from + table + where + withValues + group
+	case MetricMax:
+		return selectBucket + `max(value_max)` + from + table + where + withValues + group
+	case MetricUniqueUsers:
+		// One row per rollup bucket, in time order: TimeSeries merges the
+		// sketches of each requested bucket in Go.
+		return selectBucket + `users_hll` + from + table + where + `
+  AND users_hll IS NOT NULL
+ORDER BY 1`
+	default:
+		panic("postgres: seriesSQL: unknown metric " + metric)
+	}
+}
 
-// TimeSeriesCount returns the number of events of eventType for tenant per
-// UTC minute, hour or day (granularity is one of the Granularity constants),
-// over rollup minutes in [start, end). Only non-empty buckets are returned,
-// in time order; the caller fills gaps. Because the range applies to whole
-// rollup minutes, an unaligned start or end makes the first or last bucket
-// partial: callers wanting whole buckets align start and end to the
-// granularity. It returns ErrInvalidArgument for an unknown granularity or
-// end before start.
-func (db *DB) TimeSeriesCount(ctx context.Context, tenant tenancy.ID, eventType string,
+// seriesLevel returns the coarsest rollup table that answers a series of
+// granularity over [start, end) exactly: one whose buckets are no wider than
+// the granularity and to whose bucket width start and end are aligned. Its
+// buckets then tile the range exactly as the 1-minute buckets do, so the
+// result is the same, from fewer rows. rollups_1m always qualifies: the range
+// applies to whole rollup minutes.
+func seriesLevel(granularity string, start, end time.Time) rollupLevel {
+	levels := rollupLevels()
+	top := level1m
+	switch granularity {
+	case GranularityHour:
+		top = level1h
+	case GranularityDay:
+		top = level1d
+	}
+	for l := top; l > level1m; l-- {
+		if aligned(start, levels[l].step) && aligned(end, levels[l].step) {
+			return levels[l]
+		}
+	}
+	return levels[level1m]
+}
+
+// aligned reports whether t is a multiple of step in UTC. Truncate works on
+// absolute time since year 1, whose days have 86400 seconds in Go, so whole
+// hours and days truncate to UTC boundaries.
+func aligned(t time.Time, step time.Duration) bool {
+	return t.Truncate(step).Equal(t)
+}
+
+// TimeSeries returns metric (one of the Metric constants) of the events of
+// eventType for tenant per UTC minute, hour or day (granularity is one of the
+// Granularity constants), over rollup buckets in [start, end). Only non-empty
+// buckets are returned, in time order; the caller fills gaps. Because the
+// range applies to whole rollup minutes, an unaligned start or end makes the
+// first or last bucket partial: callers wanting whole buckets align start and
+// end to the granularity, which also lets the query read the hourly or daily
+// rollups instead of the minutes.
+//
+// MetricUniqueUsers points are estimates (see [UniqueUsersRelativeError]):
+// each is the merge of the user sketches of the rollup rows in its bucket.
+// Their cost grows with the rows read, so callers bound the range.
+//
+// It returns ErrInvalidArgument for an unknown metric or granularity, or end
+// before start.
+func (db *DB) TimeSeries(ctx context.Context, tenant tenancy.ID, eventType, metric string,
 	start, end time.Time, granularity string) ([]Point, error) {
-	op := fmt.Sprintf("postgres: time series count (tenant %q)", tenant)
+	op := fmt.Sprintf("postgres: time series %s (tenant %q)", metric, tenant)
+	switch metric {
+	case MetricCount, MetricSum, MetricAvg, MetricMin, MetricMax, MetricUniqueUsers:
+	default:
+		return nil, invalidf(op, "metric %q, want one of %q, %q, %q, %q, %q or %q", metric,
+			MetricCount, MetricSum, MetricAvg, MetricMin, MetricMax, MetricUniqueUsers)
+	}
 	switch granularity {
 	case GranularityMinute, GranularityHour, GranularityDay:
 	default:
@@ -58,22 +154,84 @@ func (db *DB) TimeSeriesCount(ctx context.Context, tenant tenancy.ID, eventType 
 	if end.Before(start) {
 		return nil, invalidf(op, "end %s is before start %s", end.Format(time.RFC3339), start.Format(time.RFC3339))
 	}
-	rows, err := db.pool.Query(ctx, sqlTimeSeriesCount, string(tenant), eventType, start, end, granularity)
+	level := seriesLevel(granularity, start, end)
+	rows, err := db.pool.Query(ctx, seriesSQL(level.table, metric), string(tenant), eventType, start, end, granularity)
 	if err != nil {
 		return nil, wrapErr(op, err)
 	}
+	var points []Point
+	if metric == MetricUniqueUsers {
+		points, err = uniqueUserPoints(ctx, rows)
+	} else {
+		points, err = valuePoints(rows)
+	}
+	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	return points, nil
+}
+
+// TimeSeriesCount is TimeSeries with MetricCount.
+func (db *DB) TimeSeriesCount(ctx context.Context, tenant tenancy.ID, eventType string,
+	start, end time.Time, granularity string) ([]Point, error) {
+	return db.TimeSeries(ctx, tenant, eventType, MetricCount, start, end, granularity)
+}
+
+func valuePoints(rows pgx.Rows) ([]Point, error) {
 	defer rows.Close()
 	var points []Point
 	for rows.Next() {
 		var p Point
 		if err := rows.Scan(&p.Time, &p.Value); err != nil {
-			return nil, wrapErr(op, err)
+			return nil, err
 		}
 		p.Time = p.Time.UTC()
 		points = append(points, p)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrapErr(op, err)
+	return points, rows.Err()
+}
+
+// uniqueUserPoints merges the sketches of each bucket, which arrive in time
+// order, and estimates their users. Only one bucket's sketch is in memory at
+// a time. The work is in Go, past the server's statement timeout (a dense
+// sketch takes about 2 ms to decode and estimate), so it stops when ctx ends.
+func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
+	defer rows.Close()
+	var (
+		points []Point
+		at     time.Time
+		users  *hyperloglog.Sketch
+		stored []byte
+		t      time.Time
+	)
+	flush := func() {
+		if users != nil {
+			points = append(points, Point{Time: at.UTC(), Value: float64(users.Estimate())})
+		}
 	}
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := rows.Scan(&t, &stored); err != nil {
+			return nil, err
+		}
+		sk, err := decodeSketch(stored)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", t.UTC().Format(time.RFC3339), err)
+		}
+		if users == nil || !t.Equal(at) {
+			flush()
+			at, users = t, sk
+			continue
+		}
+		if err := users.Merge(sk); err != nil {
+			return nil, fmt.Errorf("bucket %s: %w: %w", t.UTC().Format(time.RFC3339), errBadSketch, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	flush()
 	return points, nil
 }

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -24,6 +25,9 @@ func seedTimeSeries(t *testing.T, db *postgres.DB, day time.Time) {
 			n++
 			e := event(tenant, "e"+time.Duration(n).String(), 0)
 			e.Type = typ
+			// Values and users for the other metrics; counts ignore them.
+			e.Value = ptr(float64(n % 7))
+			e.UserID = "u" + strconv.Itoa(n%5)
 			e.Time = day.Add(at)
 			e.ReceivedAt = e.Time
 			events = append(events, e)

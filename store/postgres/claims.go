@@ -1,0 +1,284 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Claiming a batch's event keys in event_dedup is the exactly-once step, and
+// the most expensive part of a batch after the raw events themselves. There
+// are two ways to insert a key only if it is new:
+//
+//   - INSERT ... ON CONFLICT DO NOTHING RETURNING (sqlClaimEvents) skips keys
+//     that exist and says which it inserted. It inserts row by row with
+//     speculative insertion, two to three times the cost of COPY.
+//   - COPY inserts in bulk, but fails the whole statement on the first key
+//     that exists (unique violation).
+//
+// Keys are almost always new: duplicates come from client retries and from
+// replays after a crash or rebalance. So claimEvents COPYs the keys it has no
+// reason to doubt, inside a savepoint, and claims the rest with ON CONFLICT.
+// If the COPY fails because a key existed after all, it rolls back to the
+// savepoint and claims those keys with ON CONFLICT too. The unique index
+// decides in every case; the choice of path only changes the cost.
+//
+// The reason to doubt a key is recentKeys: the keys this process applied
+// lately. A client retry usually lands in the same partition, and so the
+// same consumer process, seconds after the first copy.
+//
+// Each of the two statements claims its keys in key order, but together they
+// do not, so two transactions claiming overlapping keys at the same moment
+// (two consumers during a rebalance) can deadlock. PostgreSQL then aborts one
+// of them, and ApplyBatch runs that transaction again claiming every key in
+// one sorted ON CONFLICT statement, which cannot deadlock with another such
+// statement; each deadlock turns one more of the contenders into that form.
+
+// recentKeySlots is the size of the recent-key table: 2^18 fingerprints,
+// 2 MiB, a few seconds of keys at full speed.
+const recentKeySlots = 1 << 18
+
+// recentKeys remembers fingerprints of recently applied event keys in a
+// fixed, direct-mapped table: a newer key may overwrite an older one, and a
+// lookup can only be wrong by forgetting (a false "new"), never by inventing,
+// short of a 64-bit hash collision. Either mistake costs speed, never
+// correctness. It is safe for concurrent use.
+type recentKeys struct {
+	slots []atomic.Uint64
+}
+
+func newRecentKeys() *recentKeys {
+	return &recentKeys{slots: make([]atomic.Uint64, recentKeySlots)}
+}
+
+func (r *recentKeys) contains(fp uint64) bool {
+	return r.slots[fp%recentKeySlots].Load() == fp
+}
+
+func (r *recentKeys) add(fp uint64) {
+	r.slots[fp%recentKeySlots].Store(fp)
+}
+
+// distinctKeys are a batch's distinct (tenant, event ID) keys: the first
+// copy of each, sorted bytewise by tenant then event ID (the order of the
+// "C" collation, and so of event_dedup's primary key).
+type distinctKeys struct {
+	// sorted are the indexes in Batch.Events of the first copies, in key
+	// order, and fingerprints their keys' fingerprints in the same order.
+	sorted       []int32
+	fingerprints []uint64
+}
+
+func compareKeys(a, b *Event) int {
+	if c := strings.Compare(string(a.Tenant), string(b.Tenant)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.EventID, b.EventID)
+}
+
+func distinctKeysOf(events []Event) distinctKeys {
+	order := make([]int32, len(events))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	// Ties break on the index, so the first copy of a key leads its run.
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := compareKeys(&events[a], &events[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	k := distinctKeys{sorted: order[:0]}
+	for j, i := range order {
+		if j > 0 && compareKeys(&events[i], &events[k.sorted[len(k.sorted)-1]]) == 0 {
+			continue
+		}
+		k.sorted = append(k.sorted, i)
+	}
+	k.fingerprints = make([]uint64, len(k.sorted))
+	var d xxhash.Digest
+	for j, i := range k.sorted {
+		d.Reset()
+		_, _ = d.WriteString(string(events[i].Tenant))
+		_, _ = d.Write([]byte{0})
+		_, _ = d.WriteString(events[i].EventID)
+		k.fingerprints[j] = max(d.Sum64(), 1) // 0 marks an empty slot
+	}
+	return k
+}
+
+// keyColumns are some of a batch's keys as arrays for sqlClaimEvents, and
+// an index from a key back to its event.
+type keyColumns struct {
+	tenants, ids []string
+	times        []time.Time
+	// index maps tenant + "\x00" + event ID (neither may contain NUL) to
+	// the event's index in Batch.Events.
+	index map[string]int32
+}
+
+func keyColumnsOf(events []Event, indexes []int32) keyColumns {
+	c := keyColumns{
+		tenants: make([]string, len(indexes)), ids: make([]string, len(indexes)),
+		times: make([]time.Time, len(indexes)), index: make(map[string]int32, len(indexes)),
+	}
+	for j, i := range indexes {
+		e := &events[i]
+		c.tenants[j], c.ids[j], c.times[j] = string(e.Tenant), e.EventID, e.Time
+		c.index[string(e.Tenant)+"\x00"+e.EventID] = i
+	}
+	return c
+}
+
+// claimEvents stores the batch's offsets (fenced) and claims its distinct
+// keys in event_dedup, and returns the indexes in b.Events of the events it
+// claimed. See the comment at the top of this file.
+func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offsetColumns, keys distinctKeys,
+	doubtAll bool) ([]int32, error) {
+	var doubtful, fresh []int32
+	for j, i := range keys.sorted {
+		if doubtAll || db.recent.contains(keys.fingerprints[j]) {
+			doubtful = append(doubtful, i)
+		} else {
+			fresh = append(fresh, i)
+		}
+	}
+
+	// The offsets go first, so a fenced consumer queues behind its
+	// successor's row lock; the doubtful keys share the round trip.
+	var batch pgx.Batch
+	if len(offsets.topics) > 0 {
+		batch.Queue(sqlUpsertOffsets, b.Group, b.Generation, offsets.topics, offsets.partitions, offsets.next)
+	}
+	var doubtfulCols keyColumns
+	if len(doubtful) > 0 {
+		doubtfulCols = keyColumnsOf(b.Events, doubtful)
+		batch.Queue(sqlClaimEvents, doubtfulCols.tenants, doubtfulCols.ids, doubtfulCols.times)
+	}
+	claimed := make([]int32, 0, len(keys.sorted))
+	if batch.Len() > 0 {
+		err := func() error {
+			br := tx.SendBatch(ctx, &batch)
+			defer br.Close()
+			if len(offsets.topics) > 0 {
+				rows, err := br.Query()
+				if err != nil {
+					return fmt.Errorf("upsert offsets: %w", err)
+				}
+				if err := checkOffsets(rows, offsets); err != nil {
+					return err
+				}
+			}
+			if len(doubtful) > 0 {
+				var err error
+				if claimed, err = readClaims(br, doubtfulCols, claimed); err != nil {
+					return err
+				}
+			}
+			return br.Close()
+		}()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(fresh) == 0 {
+		return claimed, nil
+	}
+
+	copied, err := copyClaims(ctx, tx, b.Events, fresh)
+	if err != nil {
+		return nil, err
+	}
+	if copied {
+		return append(claimed, fresh...), nil
+	}
+	c := keyColumnsOf(b.Events, fresh)
+	var retry pgx.Batch
+	retry.Queue(sqlClaimEvents, c.tenants, c.ids, c.times)
+	br := tx.SendBatch(ctx, &retry)
+	defer br.Close()
+	if claimed, err = readClaims(br, c, claimed); err != nil {
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("claim events: %w", err)
+	}
+	return claimed, nil
+}
+
+// copyClaims COPYs the keys of events[indexes] into event_dedup inside a
+// savepoint. It reports false, with the savepoint rolled back, when a key
+// existed (or was being inserted by a transaction that then committed): the
+// caller claims the keys with ON CONFLICT instead. A deadlock is returned as
+// an error, for ApplyBatch to retry the transaction.
+func copyClaims(ctx context.Context, tx pgx.Tx, events []Event, indexes []int32) (bool, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("claim events: savepoint: %w", err)
+	}
+	n, err := copyRows(ctx, sp.Conn().PgConn(), sqlCopyClaims, len(indexes), func(buf []byte, j int) []byte {
+		return appendClaimRow(buf, &events[indexes[j]])
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation {
+			if err := sp.Rollback(ctx); err != nil {
+				return false, fmt.Errorf("claim events: rollback to savepoint: %w", err)
+			}
+			return false, nil
+		}
+		return false, fmt.Errorf("claim events: copy: %w", err)
+	}
+	if err := copyCount("claim events", n, len(indexes)); err != nil {
+		return false, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return false, fmt.Errorf("claim events: release savepoint: %w", err)
+	}
+	return true, nil
+}
+
+// readClaims reads sqlClaimEvents' RETURNING rows and appends the indexes
+// of the claimed events to claimed.
+func readClaims(br pgx.BatchResults, keys keyColumns, claimed []int32) ([]int32, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("claim events: %w", err)
+	}
+	defer rows.Close()
+	var buf []byte
+	for rows.Next() {
+		// The raw bytes of a text column are its UTF-8; looking the key up
+		// through them spares a string per event.
+		raw := rows.RawValues()
+		if len(raw) != 2 {
+			return nil, fmt.Errorf("claim events: %d columns returned, want 2", len(raw))
+		}
+		buf = append(append(append(buf[:0], raw[0]...), 0), raw[1]...)
+		i, ok := keys.index[string(buf)]
+		if !ok {
+			return nil, errors.New("claim events: the database returned a key the batch does not have")
+		}
+		claimed = append(claimed, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim events: %w", err)
+	}
+	return claimed, nil
+}
+
+// remember records a committed batch's keys as recent.
+func (db *DB) remember(keys distinctKeys) {
+	for _, fp := range keys.fingerprints {
+		db.recent.add(fp)
+	}
+}

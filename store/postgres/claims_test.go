@@ -1,0 +1,109 @@
+package postgres
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/abacus-analytics/abacus/internal/devstack/devstacktest"
+	"github.com/abacus-analytics/abacus/tenancy"
+)
+
+func TestDistinctKeysOf(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC)
+	ev := func(tenant, id, typ string) Event {
+		return Event{Tenant: tenancy.ID(tenant), EventID: id, Type: typ, Time: at, ReceivedAt: at}
+	}
+	events := []Event{
+		ev("globex", "b", "first"),
+		ev("acme", "b", "first"),
+		ev("acme", "a", "first"),
+		ev("acme", "b", "second"), // repeats index 1
+		ev("globex", "b", "second"),
+		ev("acme", "a\x01", "first"),
+		ev("acme", "Z", "first"), // "C" order: uppercase first
+	}
+	k := distinctKeysOf(events)
+	require.Equal(t, []int32{6, 2, 5, 1, 0}, k.sorted)
+	require.Len(t, k.fingerprints, len(k.sorted))
+	seen := map[uint64]bool{}
+	for _, fp := range k.fingerprints {
+		require.NotZero(t, fp)
+		require.False(t, seen[fp])
+		seen[fp] = true
+	}
+	// The same key hashes alike wherever it appears.
+	again := distinctKeysOf(events[3:4])
+	require.Equal(t, k.fingerprints[3], again.fingerprints[0])
+	require.Empty(t, distinctKeysOf(nil).sorted)
+}
+
+func TestRecentKeys(t *testing.T) {
+	t.Parallel()
+	r := newRecentKeys()
+	require.False(t, r.contains(42))
+	r.add(42)
+	require.True(t, r.contains(42))
+	require.False(t, r.contains(42+recentKeySlots), "same slot, other key")
+	r.add(42 + recentKeySlots)
+	require.False(t, r.contains(42), "a newer key takes the slot: forgetting costs speed, not correctness")
+	require.True(t, r.contains(42+recentKeySlots))
+}
+
+// TestClaimsCrossedDoubts has two handles claim the same two new keys at the
+// same moment, each doubting the key the other copies: each takes one key by
+// ON CONFLICT and waits in COPY for the other's, which can deadlock. Whatever
+// PostgreSQL aborts, both batches commit and each key counts once.
+func TestClaimsCrossedDoubts(t *testing.T) {
+	t.Parallel()
+	// A short deadlock_timeout (the test server's role is a superuser, who
+	// may set it) resolves the deadlocks this test provokes quickly.
+	url := devstacktest.Postgres(t) + "&deadlock_timeout=50ms"
+	open := func() *DB {
+		db, err := Open(t.Context(), Config{URL: url}, nil)
+		require.NoError(t, err)
+		t.Cleanup(db.Close)
+		return db
+	}
+	db1, db2 := open(), open()
+	require.NoError(t, Migrate(t.Context(), db1))
+	at := time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC)
+	for round := range 5 {
+		x := Event{Tenant: "acme", EventID: fmt.Sprintf("x%d", round), Type: "click", UserID: "u", Time: at, ReceivedAt: at}
+		y := x
+		y.EventID = fmt.Sprintf("y%d", round)
+		// Each handle has "seen" one key the other has not (as after a
+		// retention job deleted it), so each claims that one first.
+		db1.recent.add(distinctKeysOf([]Event{x}).fingerprints[0])
+		db2.recent.add(distinctKeysOf([]Event{y}).fingerprints[0])
+
+		var (
+			g       errgroup.Group
+			start   sync.WaitGroup
+			applied [2]Applied
+		)
+		start.Add(1)
+		for i, db := range []*DB{db1, db2} {
+			g.Go(func() error {
+				start.Wait()
+				a, err := db.ApplyBatch(t.Context(), Batch{Events: []Event{x, y}})
+				applied[i] = a
+				return err
+			})
+		}
+		start.Done()
+		require.NoError(t, g.Wait(), "round %d", round)
+		require.Equal(t, 2, applied[0].Inserted+applied[1].Inserted, "round %d", round)
+		require.Equal(t, 2, applied[0].Duplicates+applied[1].Duplicates, "round %d", round)
+	}
+	var events, count int64
+	require.NoError(t, db1.pool.QueryRow(t.Context(), `SELECT count(*) FROM events`).Scan(&events))
+	require.NoError(t, db1.pool.QueryRow(t.Context(), `SELECT event_count FROM rollups_1d`).Scan(&count))
+	require.EqualValues(t, 10, events)
+	require.EqualValues(t, 10, count)
+}
