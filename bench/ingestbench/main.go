@@ -364,8 +364,9 @@ func runToEnd(ctx context.Context, bin string, args, env []string, logPath strin
 		return err
 	}
 	select {
-	case <-c.done:
-		return c.err
+	case <-c.Done():
+		_, err := c.exited()
+		return err
 	case <-ctx.Done():
 		_ = c.stop(5 * time.Second)
 		return ctx.Err()

@@ -9,26 +9,24 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/abacus-analytics/abacus/internal/devstack"
 )
 
-// child is a long-running process of the benchmark (abacusd, the bare server).
+// child is a long-running process of the benchmark (abacusd, the bare server), supervised by
+// devstack.Process, with its output in a log file.
 type child struct {
+	*devstack.Process
 	name string
-	cmd  *exec.Cmd
 	log  string
-	done chan struct{} // closed once the process has exited and been reaped
-	err  error         // cmd.Wait's result; read only after done is closed
 }
 
-// startChild starts cmd in its own process group, with its output appended to logPath unless
-// cmd.Stdout is set. On Linux the kernel kills it when this process dies: the goroutine that
-// forks it stays locked to its thread for the child's whole life, because the parent-death
-// signal follows the thread, not the process.
+// startChild starts cmd with its output appended to logPath unless cmd.Stdout is set. On Linux
+// the kernel kills it when this process dies (devstack.StartProcess).
 func startChild(name string, cmd *exec.Cmd, logPath string) (*child, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -38,61 +36,36 @@ func startChild(name string, cmd *exec.Cmd, logPath string) (*child, error) {
 		cmd.Stdout = logFile
 	}
 	cmd.Stderr = logFile
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	setParentDeathSignal(cmd.SysProcAttr)
-
-	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine, after the child.
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		c.err = cmd.Wait()
-		_ = logFile.Close()
-		close(c.done)
-	}()
-	if err := <-started; err != nil {
+	proc, err := devstack.StartProcess(cmd, syscall.SIGKILL)
+	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return c, nil
+	go func() {
+		<-proc.Done()
+		_ = logFile.Close()
+	}()
+	return &child{Process: proc, name: name, log: logPath}, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
+func (c *child) pid() int { return c.Pid() }
 
 // exited reports whether the process has ended, and how.
-func (c *child) exited() (bool, error) {
-	select {
-	case <-c.done:
-		return true, c.err
-	default:
-		return false, nil
-	}
-}
+func (c *child) exited() (bool, error) { return c.Exited() }
 
-// stop sends SIGTERM and waits up to grace for the process to exit, then kills its group.
+// stop sends SIGTERM and waits up to grace for the process to exit, then kills it. How a
+// process that stopped in time exited does not matter here.
 func (c *child) stop(grace time.Duration) error {
 	if done, _ := c.exited(); done {
 		return nil
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-c.done:
-		return nil
-	case <-t.C:
-		_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
-		<-c.done
-		return fmt.Errorf("%s did not stop within %s and was killed", c.name, grace)
+	if err := c.Stop(syscall.SIGTERM, grace); err != nil {
+		if done, _ := c.exited(); done && !errors.Is(err, devstack.ErrKilled) {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", c.name, err)
 	}
+	return nil
 }
 
 // logTail returns the last lines of the child's log, for an error message.

@@ -15,6 +15,10 @@ import (
 	"time"
 )
 
+// ErrKilled is returned (wrapped) by a stop that had to kill the process
+// because it did not exit in time after the stop signal.
+var ErrKilled = errors.New("killed")
+
 // child is a long-running server process started by this package.
 type child struct {
 	cmd  *exec.Cmd
@@ -101,7 +105,7 @@ func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
 		return err
 	}
 	<-c.done
-	return fmt.Errorf("pid %d did not stop within %v after %v; killed it", c.pid(), grace, sig)
+	return fmt.Errorf("%w: pid %d did not stop within %v after %v", ErrKilled, c.pid(), grace, sig)
 }
 
 // kill sends SIGKILL and waits until the child has been reaped, so that its
@@ -193,3 +197,41 @@ func processMatches(pid int, name string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && strings.Contains(string(b), name)
 }
+
+// Process is a long-running child process supervised as this package
+// supervises its servers: in its own process group, killed by the kernel
+// (on Linux) when this process dies, and reaped by a goroutine that keeps
+// the forking thread alive for the child's whole life (see startChild).
+// Other programs of the module that run servers — the benchmark driver —
+// use it rather than a copy of that logic.
+type Process struct{ c *child }
+
+// StartProcess starts cmd as a [Process]; deathSig is what the kernel sends
+// it when this process dies.
+func StartProcess(cmd *exec.Cmd, deathSig syscall.Signal) (*Process, error) {
+	c, err := startChild(cmd, deathSig)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{c: c}, nil
+}
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.c.pid() }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.c.done }
+
+// Exited reports whether the process has exited and, if so, cmd.Wait's
+// result.
+func (p *Process) Exited() (bool, error) {
+	if !p.c.exited() {
+		return false, nil
+	}
+	return true, p.c.err
+}
+
+// Stop sends sig and waits up to grace for the process to exit, then kills
+// it. It returns the exit error unless the process had to be killed, which
+// is an error of its own.
+func (p *Process) Stop(sig syscall.Signal, grace time.Duration) error { return p.c.stop(sig, grace) }
