@@ -40,10 +40,11 @@ func (lb *localBuckets) scaled(limit Limit) (rate.Limit, int) {
 	return rate.Limit(limit.Rate * lb.share), burst
 }
 
-// allow takes up to n units from key's local bucket at now. A bucket whose
-// limit changed since its last use is adjusted, keeping its tokens.
-func (lb *localBuckets) allow(key string, limit Limit, n int, now time.Time) Result {
-	r, burst := lb.scaled(limit)
+// bucket returns key's local bucket, created full when absent, locked, and
+// set to limit (keeping its tokens), with the rate and burst it enforces.
+// The caller unlocks b.mu.
+func (lb *localBuckets) bucket(key string, limit Limit, now time.Time) (b *localBucket, r rate.Limit, burst int) {
+	r, burst = lb.scaled(limit)
 	b, ok := lb.cache.Get(key)
 	if !ok {
 		fresh := &localBucket{lim: rate.NewLimiter(r, burst)}
@@ -53,15 +54,21 @@ func (lb *localBuckets) allow(key string, limit Limit, n int, now time.Time) Res
 			b = fresh
 		}
 	}
-
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.lim.Limit() != r {
 		b.lim.SetLimitAt(now, r)
 	}
 	if b.lim.Burst() != burst {
 		b.lim.SetBurstAt(now, burst)
 	}
+	return b, r, burst
+}
+
+// allow takes up to n units from key's local bucket at now. A bucket whose
+// limit changed since its last use is adjusted, keeping its tokens.
+func (lb *localBuckets) allow(key string, limit Limit, n int, now time.Time) Result {
+	b, r, burst := lb.bucket(key, limit, now)
+	defer b.mu.Unlock()
 	tokens := min(b.lim.TokensAt(now), float64(burst))
 	m := 0
 	if tokens >= 1 {
@@ -98,24 +105,8 @@ func (lb *localBuckets) consume(key string, limit Limit, n int, now time.Time) {
 	if n <= 0 {
 		return
 	}
-	r, burst := lb.scaled(limit)
-	b, ok := lb.cache.Get(key)
-	if !ok {
-		fresh := &localBucket{lim: rate.NewLimiter(r, burst)}
-		if prev, found, _ := lb.cache.PeekOrAdd(key, fresh); found {
-			b = prev
-		} else {
-			b = fresh
-		}
-	}
-	b.mu.Lock()
+	b, _, _ := lb.bucket(key, limit, now)
 	defer b.mu.Unlock()
-	if b.lim.Limit() != r {
-		b.lim.SetLimitAt(now, r)
-	}
-	if b.lim.Burst() != burst {
-		b.lim.SetBurstAt(now, burst)
-	}
 	take := min(float64(n), math.Floor(b.lim.TokensAt(now)))
 	if take >= 1 {
 		b.lim.AllowN(now, int(take))

@@ -89,26 +89,32 @@ func (s *Service) judge(events []*ingestv1.Event, now time.Time, lim *tenancy.Li
 			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), p))
 			continue
 		}
-		data, err := proto.Marshal(ev)
+		a, err := encodeAccepted(i, ev)
 		if err != nil {
-			return verdicts{}, fmt.Errorf("ingest: encode event: %w", err)
+			return verdicts{}, err
 		}
-		v.accepted = append(v.accepted, acceptedEvent{
-			index:        int32(i),
-			id:           []byte(ev.GetEventId()),
-			EncodedEvent: eventlog.EncodedEvent{Data: data, ShardKey: []byte(shardKey(ev.GetUserId(), ev.GetEventId()))},
-		})
+		v.accepted = append(v.accepted, a)
 	}
 	return v, nil
 }
 
-// shardKey is the key that picks an event's Kafka shard: its user, or its
-// own id when it has none.
-func shardKey(userID, eventID string) string {
-	if userID != "" {
-		return userID
+// encodeAccepted is the accepted event at index i of a decoded event: its
+// canonical encoding, and its shard key — its user, or its own id when it
+// has none.
+func encodeAccepted(i int, ev *ingestv1.Event) (acceptedEvent, error) {
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return acceptedEvent{}, fmt.Errorf("ingest: encode event: %w", err)
 	}
-	return eventID
+	key := ev.GetUserId()
+	if key == "" {
+		key = ev.GetEventId()
+	}
+	return acceptedEvent{
+		index:        int32(i),
+		id:           []byte(ev.GetEventId()),
+		EncodedEvent: eventlog.EncodedEvent{Data: data, ShardKey: []byte(key)},
+	}, nil
 }
 
 // check returns why ev must be rejected under the limits lim, or nil. The

@@ -125,15 +125,11 @@ func (s *Service) judgeWire(events [][]byte, now time.Time, lim *tenancy.Limits)
 		// Valid, but written unusually (repeated or unknown fields, say):
 		// its own bytes may be larger than the limit the decoded event
 		// meets, so write the canonical encoding instead.
-		data, err := proto.Marshal(ev)
+		a, err := encodeAccepted(i, ev)
 		if err != nil {
-			return verdicts{}, fmt.Errorf("ingest: encode event: %w", err)
+			return verdicts{}, err
 		}
-		v.accepted = append(v.accepted, acceptedEvent{
-			index:        int32(i),
-			id:           []byte(ev.GetEventId()),
-			EncodedEvent: eventlog.EncodedEvent{Data: data, ShardKey: []byte(shardKey(ev.GetUserId(), ev.GetEventId()))},
-		})
+		v.accepted = append(v.accepted, a)
 	}
 	return v, nil
 }
