@@ -50,10 +50,10 @@ func plainValid(ev *ingestv1.Event) bool {
 	return true
 }
 
-// idLike reports whether s is 1 to maxLen characters of [A-Za-z0-9._:-], the
-// pattern of event_id and of property keys. The pattern is ASCII, so bytes
-// and characters count the same.
-func idLike(s string, maxLen int) bool {
+// idLike reports whether s (a string, or bytes as received) is 1 to maxLen
+// characters of [A-Za-z0-9._:-], the pattern of event_id and of property
+// keys. The pattern is ASCII, so bytes and characters count the same.
+func idLike[S ~string | ~[]byte](s S, maxLen int) bool {
 	if len(s) == 0 || len(s) > maxLen {
 		return false
 	}
@@ -67,7 +67,7 @@ func idLike(s string, maxLen int) bool {
 
 // typeLike reports whether s matches type's rules: ^[A-Za-z][A-Za-z0-9_.:-]*$
 // and 1 to 64 characters.
-func typeLike(s string) bool {
+func typeLike[S ~string | ~[]byte](s S) bool {
 	if len(s) == 0 || len(s) > typeMaxLen {
 		return false
 	}

@@ -198,12 +198,12 @@ func scanEvent(b []byte, now time.Time, lim *tenancy.Limits) (id, key []byte, ok
 		b = b[n:]
 		switch num {
 		case eventIDField:
-			if !once(seenID) || !idLikeBytes(val, eventIDMaxLen) {
+			if !once(seenID) || !idLike(val, eventIDMaxLen) {
 				return nil, nil, false
 			}
 			id = val
 		case eventTypeField:
-			if !once(seenType) || !typeLikeBytes(val) {
+			if !once(seenType) || !typeLike(val) {
 				return nil, nil, false
 			}
 		case eventUserField:
@@ -283,7 +283,7 @@ func scanProperty(b []byte) bool {
 			return false
 		}
 		b = b[n:]
-		if num == 1 && !idLikeBytes(v, propertyKeyMax) {
+		if num == 1 && !idLike(v, propertyKeyMax) {
 			return false
 		}
 		if num == 2 && (len(v) > propertyValueMax || !utf8.Valid(v)) {
@@ -330,33 +330,4 @@ func wireEventID(b []byte) []byte {
 		b = b[n:]
 	}
 	return id
-}
-
-// idLikeBytes is idLike for a byte slice.
-func idLikeBytes(s []byte, maxLen int) bool {
-	if len(s) == 0 || len(s) > maxLen {
-		return false
-	}
-	for _, c := range s {
-		if !idByte[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// typeLikeBytes is typeLike for a byte slice.
-func typeLikeBytes(s []byte) bool {
-	if len(s) == 0 || len(s) > typeMaxLen {
-		return false
-	}
-	if c := s[0]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-		return false
-	}
-	for _, c := range s[1:] {
-		if !idByte[c] {
-			return false
-		}
-	}
-	return true
 }
