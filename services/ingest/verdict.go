@@ -81,21 +81,30 @@ func (s *Service) judge(events []*ingestv1.Event, now time.Time, lim *tenancy.Li
 			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), tooMany))
 			continue
 		}
-		p, err := s.check(ev, now, lim)
-		if err != nil {
+		if err := s.judgeDecoded(&v, i, ev, now, lim); err != nil {
 			return verdicts{}, err
 		}
-		if p != nil {
-			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), p))
-			continue
-		}
-		a, err := encodeAccepted(i, ev)
-		if err != nil {
-			return verdicts{}, err
-		}
-		v.accepted = append(v.accepted, a)
 	}
 	return v, nil
+}
+
+// judgeDecoded adds the verdict of the decoded event at index i to v: its
+// rejection, or its canonical encoding.
+func (s *Service) judgeDecoded(v *verdicts, i int, ev *ingestv1.Event, now time.Time, lim *tenancy.Limits) error {
+	p, err := s.check(ev, now, lim)
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), p))
+		return nil
+	}
+	a, err := encodeAccepted(i, ev)
+	if err != nil {
+		return err
+	}
+	v.accepted = append(v.accepted, a)
+	return nil
 }
 
 // encodeAccepted is the accepted event at index i of a decoded event: its

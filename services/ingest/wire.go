@@ -114,22 +114,13 @@ func (s *Service) judgeWire(events [][]byte, now time.Time, lim *tenancy.Limits)
 		if err := proto.Unmarshal(raw, ev); err != nil {
 			return verdicts{}, fmt.Errorf("%w: events[%d]: %v", errMalformed, i, err)
 		}
-		p, err := s.check(ev, now, lim)
-		if err != nil {
+		// Judged as unary Ingest judges it. If valid, it was written
+		// unusually (repeated or unknown fields, say): its own bytes may be
+		// larger than the limit the decoded event meets, so the canonical
+		// encoding is written instead.
+		if err := s.judgeDecoded(&v, i, ev, now, lim); err != nil {
 			return verdicts{}, err
 		}
-		if p != nil {
-			v.rejected = append(v.rejected, rejectedEvent(i, ev.GetEventId(), p))
-			continue
-		}
-		// Valid, but written unusually (repeated or unknown fields, say):
-		// its own bytes may be larger than the limit the decoded event
-		// meets, so write the canonical encoding instead.
-		a, err := encodeAccepted(i, ev)
-		if err != nil {
-			return verdicts{}, err
-		}
-		v.accepted = append(v.accepted, a)
 	}
 	return v, nil
 }
