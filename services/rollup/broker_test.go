@@ -41,7 +41,7 @@ func TestConsumer_SurvivesBrokerRestart(t *testing.T) {
 	}()
 	counted := func() int64 {
 		var n int64
-		require.NoError(t, env.DB.Pool().QueryRow(t.Context(), `SELECT count(*) FROM event_dedup`).Scan(&n))
+		require.NoError(t, env.DB.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+env.DedupTable()).Scan(&n))
 		return n
 	}
 	reach := func(n int64) {

@@ -15,13 +15,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Claiming a batch's event keys in event_dedup is the exactly-once step, and
-// the most expensive part of a batch after the raw events themselves. There
-// are two ways to insert a key only if it is new:
+// Claiming a batch's event keys is the exactly-once step. On plain
+// PostgreSQL the key is events' primary key, so claiming an event is storing
+// its row; on TimescaleDB it is event_dedup's, and the claimed events are
+// copied into events afterwards (see claimLayout). There are two ways to
+// insert a key only if it is new:
 //
-//   - INSERT ... ON CONFLICT DO NOTHING RETURNING (sqlClaimEvents) skips keys
-//     that exist and says which it inserted. It inserts row by row with
-//     speculative insertion, two to three times the cost of COPY.
+//   - INSERT ... ON CONFLICT DO NOTHING RETURNING (sqlInsertEvents,
+//     sqlClaimEvents) skips keys that exist and says which it inserted. It
+//     inserts row by row with speculative insertion, two to three times the
+//     cost of COPY.
 //   - COPY inserts in bulk, but fails the whole statement on the first key
 //     that exists (unique violation).
 //
@@ -116,34 +119,77 @@ func distinctKeysOf(events []Event) distinctKeys {
 	return k
 }
 
-// keyColumns are some of a batch's keys as arrays for sqlClaimEvents, and
-// an index from a key back to its event.
-type keyColumns struct {
-	tenants, ids []string
-	times        []time.Time
+// claimLayout is where a schema keeps its dedup keys, and so what claiming
+// a key writes.
+type claimLayout struct {
+	// keysInEvents: the plain layout, where events' primary key is the
+	// dedup key and claiming an event stores its whole row. Otherwise
+	// (TimescaleDB) the keys live in event_dedup and the claimed events are
+	// copied into events afterwards.
+	keysInEvents bool
+}
+
+// copySQL is the COPY that claims keys in bulk, and appendRow its row.
+func (l claimLayout) copySQL() string {
+	if l.keysInEvents {
+		return sqlCopyEvents
+	}
+	return sqlCopyClaims
+}
+
+func (l claimLayout) appendRow(b []byte, e *Event) []byte {
+	if l.keysInEvents {
+		return appendEventRow(b, e)
+	}
+	return appendClaimRow(b, e)
+}
+
+// claimStatement is an INSERT ... ON CONFLICT DO NOTHING RETURNING of some
+// of a batch's keys, and an index from a returned key back to its event.
+type claimStatement struct {
+	sql  string
+	args []any
 	// index maps tenant + "\x00" + event ID (neither may contain NUL) to
 	// the event's index in Batch.Events.
 	index map[string]int32
 }
 
-func keyColumnsOf(events []Event, indexes []int32) keyColumns {
-	c := keyColumns{
-		tenants: make([]string, len(indexes)), ids: make([]string, len(indexes)),
-		times: make([]time.Time, len(indexes)), index: make(map[string]int32, len(indexes)),
-	}
+// conflictClaims builds the claimStatement of events[indexes].
+func (l claimLayout) conflictClaims(events []Event, indexes []int32) claimStatement {
+	n := len(indexes)
+	tenants, ids, times := make([]string, n), make([]string, n), make([]time.Time, n)
+	index := make(map[string]int32, n)
 	for j, i := range indexes {
 		e := &events[i]
-		c.tenants[j], c.ids[j], c.times[j] = string(e.Tenant), e.EventID, e.Time
-		c.index[string(e.Tenant)+"\x00"+e.EventID] = i
+		tenants[j], ids[j], times[j] = string(e.Tenant), e.EventID, e.Time
+		index[string(e.Tenant)+"\x00"+e.EventID] = i
 	}
-	return c
+	if !l.keysInEvents {
+		return claimStatement{sql: sqlClaimEvents, args: []any{tenants, ids, times}, index: index}
+	}
+	types, users, sessions := make([]string, n), make([]string, n), make([]string, n)
+	received, props, values := make([]time.Time, n), make([]string, n), make([]*float64, n)
+	var buf []byte
+	for j, i := range indexes {
+		e := &events[i]
+		types[j], users[j], sessions[j], received[j], values[j] = e.Type, e.UserID, e.SessionID, e.ReceivedAt, e.Value
+		buf = appendJSONObject(buf[:0], e.Properties)
+		props[j] = string(buf)
+	}
+	return claimStatement{sql: sqlInsertEvents, index: index,
+		args: []any{tenants, ids, types, users, sessions, times, received, props, values}}
 }
 
 // claimEvents stores the batch's offsets (fenced) and claims its distinct
-// keys in event_dedup, and returns the indexes in b.Events of the events it
-// claimed. See the comment at the top of this file.
+// keys, and returns the indexes in b.Events of the events it claimed, in
+// no particular order. With layout.keysInEvents the claimed events are
+// stored too. See the comment at the top of this file.
+//
+// While the bulk COPY runs, aggregate (if not nil) is called in another
+// goroutine with the events the COPY will have claimed if it succeeds; the
+// result is only good if claimEvents returns optimistic true.
 func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offsetColumns, keys distinctKeys,
-	doubtAll bool) ([]int32, error) {
+	doubtAll bool, layout claimLayout, aggregate func(claimed []int32)) (claimed []int32, optimistic bool, err error) {
 	var doubtful, fresh []int32
 	for j, i := range keys.sorted {
 		if doubtAll || db.recent.contains(keys.fingerprints[j]) {
@@ -159,12 +205,12 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 	if len(offsets.topics) > 0 {
 		batch.Queue(sqlUpsertOffsets, b.Group, b.Generation, offsets.topics, offsets.partitions, offsets.next)
 	}
-	var doubtfulCols keyColumns
+	var doubtfulClaims claimStatement
 	if len(doubtful) > 0 {
-		doubtfulCols = keyColumnsOf(b.Events, doubtful)
-		batch.Queue(sqlClaimEvents, doubtfulCols.tenants, doubtfulCols.ids, doubtfulCols.times)
+		doubtfulClaims = layout.conflictClaims(b.Events, doubtful)
+		batch.Queue(doubtfulClaims.sql, doubtfulClaims.args...)
 	}
-	claimed := make([]int32, 0, len(keys.sorted))
+	claimed = make([]int32, 0, len(keys.sorted))
 	if batch.Len() > 0 {
 		err := func() error {
 			br := tx.SendBatch(ctx, &batch)
@@ -180,53 +226,62 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 			}
 			if len(doubtful) > 0 {
 				var err error
-				if claimed, err = readClaims(br, doubtfulCols, claimed); err != nil {
+				if claimed, err = readClaims(br, doubtfulClaims, claimed); err != nil {
 					return err
 				}
 			}
 			return br.Close()
 		}()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if len(fresh) == 0 {
-		return claimed, nil
+		return claimed, false, nil
 	}
 
-	copied, err := copyClaims(ctx, tx, b.Events, fresh)
+	hoped := slices.Concat(claimed, fresh)
+	aggregated := make(chan struct{})
+	go func() {
+		defer close(aggregated)
+		if aggregate != nil {
+			aggregate(hoped)
+		}
+	}()
+	copied, err := copyClaims(ctx, tx, layout, b.Events, fresh)
+	<-aggregated
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if copied {
-		return append(claimed, fresh...), nil
+		return hoped, true, nil
 	}
-	c := keyColumnsOf(b.Events, fresh)
+	c := layout.conflictClaims(b.Events, fresh)
 	var retry pgx.Batch
-	retry.Queue(sqlClaimEvents, c.tenants, c.ids, c.times)
+	retry.Queue(c.sql, c.args...)
 	br := tx.SendBatch(ctx, &retry)
 	defer br.Close()
 	if claimed, err = readClaims(br, c, claimed); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("claim events: %w", err)
+		return nil, false, fmt.Errorf("claim events: %w", err)
 	}
-	return claimed, nil
+	return claimed, false, nil
 }
 
-// copyClaims COPYs the keys of events[indexes] into event_dedup inside a
-// savepoint. It reports false, with the savepoint rolled back, when a key
+// copyClaims COPYs the rows of events[indexes] that claim their keys inside
+// a savepoint. It reports false, with the savepoint rolled back, when a key
 // existed (or was being inserted by a transaction that then committed): the
 // caller claims the keys with ON CONFLICT instead. A deadlock is returned as
 // an error, for ApplyBatch to retry the transaction.
-func copyClaims(ctx context.Context, tx pgx.Tx, events []Event, indexes []int32) (bool, error) {
+func copyClaims(ctx context.Context, tx pgx.Tx, layout claimLayout, events []Event, indexes []int32) (bool, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("claim events: savepoint: %w", err)
 	}
-	n, err := copyRows(ctx, sp.Conn().PgConn(), sqlCopyClaims, len(indexes), func(buf []byte, j int) []byte {
-		return appendClaimRow(buf, &events[indexes[j]])
+	n, err := copyRows(ctx, sp.Conn().PgConn(), layout.copySQL(), len(indexes), func(buf []byte, j int) []byte {
+		return layout.appendRow(buf, &events[indexes[j]])
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -247,9 +302,9 @@ func copyClaims(ctx context.Context, tx pgx.Tx, events []Event, indexes []int32)
 	return true, nil
 }
 
-// readClaims reads sqlClaimEvents' RETURNING rows and appends the indexes
-// of the claimed events to claimed.
-func readClaims(br pgx.BatchResults, keys keyColumns, claimed []int32) ([]int32, error) {
+// readClaims reads a claimStatement's RETURNING rows and appends the
+// indexes of the claimed events to claimed.
+func readClaims(br pgx.BatchResults, c claimStatement, claimed []int32) ([]int32, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("claim events: %w", err)
@@ -264,7 +319,7 @@ func readClaims(br pgx.BatchResults, keys keyColumns, claimed []int32) ([]int32,
 			return nil, fmt.Errorf("claim events: %d columns returned, want 2", len(raw))
 		}
 		buf = append(append(append(buf[:0], raw[0]...), 0), raw[1]...)
-		i, ok := keys.index[string(buf)]
+		i, ok := c.index[string(buf)]
 		if !ok {
 			return nil, errors.New("claim events: the database returned a key the batch does not have")
 		}

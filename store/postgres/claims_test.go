@@ -107,3 +107,57 @@ func TestClaimsCrossedDoubts(t *testing.T) {
 	require.EqualValues(t, 10, events)
 	require.EqualValues(t, 10, count)
 }
+
+// TestClaimPathsStoreTheSameRows applies the same events once by COPY (keys
+// never seen) and once by INSERT ... ON CONFLICT (every key doubted) into two
+// databases, and requires identical rows: values present and absent,
+// properties with characters JSON must escape, and both rollups.
+func TestClaimPathsStoreTheSameRows(t *testing.T) {
+	t.Parallel()
+	open := func() *DB {
+		db, err := Open(t.Context(), Config{URL: devstacktest.Postgres(t)}, nil)
+		require.NoError(t, err)
+		t.Cleanup(db.Close)
+		require.NoError(t, Migrate(t.Context(), db))
+		return db
+	}
+	at := time.Date(2026, 3, 14, 15, 9, 7, 123456000, time.UTC)
+	v := -2.5
+	events := []Event{
+		{Tenant: "acme", EventID: "a", Type: "click", UserID: "u1", SessionID: "s1", Time: at, ReceivedAt: at.Add(time.Second),
+			Properties: map[string]string{"quote\"d": "back\\slash\n\t\x01", "émoji": "🙂"}, Value: &v},
+		{Tenant: "acme", EventID: "b", Type: "view", Time: at.Add(time.Hour), ReceivedAt: at.Add(time.Hour)},
+		{Tenant: "globex", EventID: "a", Type: "click", UserID: "u2", Time: at, ReceivedAt: at,
+			Properties: map[string]string{}},
+	}
+	copied, inserted := open(), open()
+	for _, e := range events {
+		inserted.recent.add(distinctKeysOf([]Event{e}).fingerprints[0])
+	}
+	for _, db := range []*DB{copied, inserted} {
+		a, err := db.ApplyBatch(t.Context(), Batch{Events: events})
+		require.NoError(t, err)
+		require.Equal(t, len(events), a.Inserted)
+	}
+	read := func(db *DB, sql string) []string {
+		rows, err := db.pool.Query(t.Context(), sql)
+		require.NoError(t, err)
+		var out []string
+		for rows.Next() {
+			var row string
+			require.NoError(t, rows.Scan(&row))
+			out = append(out, row)
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	for _, sql := range []string{
+		`SELECT e::text FROM events e ORDER BY tenant_id, event_id`,
+		`SELECT (tenant_id, event_type, bucket, event_count, value_sum, value_count, value_min, value_max, users_hll)::text
+         FROM rollups_1m ORDER BY 1`,
+	} {
+		want := read(copied, sql)
+		require.Len(t, want, 3)
+		require.Equal(t, want, read(inserted, sql))
+	}
+}

@@ -27,9 +27,12 @@
 //	api_keys          (key_id), index (tenant_id, created_at, key_id)
 //	                                                 secret hash, scopes, expiry, revocation,
 //	                                                 last use, successor after rotation
-//	event_dedup       (tenant_id, event_id)          one row per event ever counted
-//	events            index (tenant_id, event_type, event_time)
-//	                                                 raw events; hypertable on event_time
+//	events            (tenant_id, event_id), index (tenant_id, event_type, event_time)
+//	                                                 raw events, one row per event ever
+//	                                                 counted; the primary key is the dedup key
+//	event_dedup       (tenant_id, event_id)          TimescaleDB only: the dedup keys, since
+//	                                                 events is a hypertable on event_time there
+//	                                                 and has no primary key
 //	rollups_1m        (tenant_id, event_type, bucket)
 //	rollups_1h        (tenant_id, event_type, bucket)
 //	rollups_1d        (tenant_id, event_type, bucket)
@@ -71,16 +74,18 @@
 //     rebalance and its successor has committed; ApplyBatch rolls back and
 //     returns ErrFenced. Equal generations overwrite (the same consumer's
 //     next batch), lower ones are replaced (the consumer took over).
-//  2. Claim the batch's distinct (tenant_id, event_id) keys in event_dedup,
-//     sorted, keeping the first copy of a key repeated in the batch. Keys
-//     this process applied lately go through INSERT ... ON CONFLICT DO
-//     NOTHING RETURNING; the rest, almost always new, through a bulk COPY in
-//     a savepoint, which, if a key existed after all, is rolled back and
-//     redone with ON CONFLICT (claims.go). Either way the unique index
-//     decides, and only the claimed events go on.
-//  3. COPY the claimed events into events, while Go adds them up per
+//  2. Claim the batch's distinct (tenant_id, event_id) keys, sorted, keeping
+//     the first copy of a key repeated in the batch. On plain PostgreSQL the
+//     claim is the raw event's row in events, whose primary key is the dedup
+//     key; on TimescaleDB it is a row in event_dedup. Keys this process
+//     applied lately go through INSERT ... ON CONFLICT DO NOTHING RETURNING;
+//     the rest, almost always new, through a bulk COPY in a savepoint, which,
+//     if a key existed after all, is rolled back and redone with ON CONFLICT
+//     (claims.go). Either way the unique index decides, and only the claimed
+//     events go on. Meanwhile Go adds up the events the COPY is claiming per
 //     minute, hour and day: count, value sum/count/min/max, and a
 //     HyperLogLog sketch of their user IDs (sketch.go).
+//  3. On TimescaleDB, COPY the claimed events into events.
 //  4. Upsert those aggregates into rollups_1m, rollups_1h and rollups_1d,
 //     which locks the touched rows until COMMIT and returns their stored
 //     sketches; merge the batch's sketch into each in Go and write back the
@@ -88,7 +93,7 @@
 //     taken by the upsert is what keeps two consumers touching the same
 //     bucket from losing either's users.
 //
-// Then COMMIT. Dedup keys, raw events, rollups and offsets become visible
+// Then COMMIT. Raw events, dedup keys, rollups and offsets become visible
 // together or not at all, so a crash at any point either replays the batch
 // (and dedup turns the replay into a no-op) or finds it committed (and
 // resumes from the stored offsets). A concurrent transaction inserting the

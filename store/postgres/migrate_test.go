@@ -12,22 +12,29 @@ import (
 	"github.com/abacus-analytics/abacus/store/postgres"
 )
 
-var schemaTables = []string{"tenants", "api_keys", "event_dedup", "events", "rollups_1m", "rollups_1h", "rollups_1d", "consumer_offsets"}
+var schemaTables = []string{"tenants", "api_keys", "events", "rollups_1m", "rollups_1h", "rollups_1d", "consumer_offsets"}
 
 func requireSchema(t *testing.T, db *postgres.DB) {
 	t.Helper()
 	for _, table := range schemaTables {
-		var exists bool
-		require.NoError(t, db.Pool().QueryRow(t.Context(), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists))
-		require.True(t, exists, "table %s", table)
+		require.True(t, tableExists(t, db, table), "table %s", table)
 	}
+	require.Equal(t, db.Timescale(), tableExists(t, db, "event_dedup"),
+		"event_dedup holds the dedup keys on TimescaleDB only (migration 004)")
 	var version int
 	require.NoError(t, db.Pool().QueryRow(t.Context(), `SELECT version FROM abacus_schema_version`).Scan(&version))
 	require.Equal(t, latestVersion, version)
 }
 
+func tableExists(t *testing.T, db *postgres.DB, table string) bool {
+	t.Helper()
+	var exists bool
+	require.NoError(t, db.Pool().QueryRow(t.Context(), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists))
+	return exists
+}
+
 // latestVersion is the number of the newest file in migrations/.
-const latestVersion = 3
+const latestVersion = 4
 
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()

@@ -160,11 +160,28 @@ SET next_offset = EXCLUDED.next_offset,
 WHERE o.generation <= EXCLUDED.generation
 RETURNING o.topic, o.partition`
 
-	// sqlClaimEvents is the exactly-once step. The arrays hold the batch's
-	// distinct (tenant_id, event_id) keys sorted bytewise (the columns' "C"
-	// order); it inserts those not stored yet and returns only them. A key
-	// that a concurrent transaction inserted first makes ON CONFLICT wait
-	// for that transaction and then skip or claim it by its outcome.
+	// sqlInsertEvents is the exactly-once step of the plain layout, where
+	// events' primary key is the dedup key. The arrays hold whole events,
+	// their distinct (tenant_id, event_id) keys sorted bytewise (the
+	// columns' "C" order); it inserts those not stored yet and returns only
+	// their keys. A key that a concurrent transaction inserted first makes
+	// ON CONFLICT wait for that transaction and then skip or claim it by its
+	// outcome. Properties arrive as JSON text.
+	sqlInsertEvents = `
+INSERT INTO events (tenant_id, event_id, event_type, user_id, session_id, event_time, received_at,
+                    properties, value)
+SELECT t.tenant_id, t.event_id, t.event_type, t.user_id, t.session_id, t.event_time, t.received_at,
+       t.properties::jsonb, t.value
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+            $7::timestamptz[], $8::text[], $9::double precision[]) WITH ORDINALITY
+     AS t (tenant_id, event_id, event_type, user_id, session_id, event_time, received_at,
+           properties, value, ord)
+ORDER BY t.ord
+ON CONFLICT (tenant_id, event_id) DO NOTHING
+RETURNING tenant_id, event_id`
+
+	// sqlClaimEvents is sqlInsertEvents for the TimescaleDB layout, where
+	// the keys live in event_dedup: it claims the keys alone.
 	sqlClaimEvents = `
 INSERT INTO event_dedup (tenant_id, event_id, event_time)
 SELECT t.tenant_id, t.event_id, t.event_time
@@ -265,22 +282,24 @@ func rollupLevels() [numLevels]rollupLevel {
 }
 
 // ApplyBatch commits b exactly once, in one transaction: it claims each
-// event's (tenant, event ID) in event_dedup, stores and rolls up only the
+// event's (tenant, event ID) in its unique index (events' primary key on
+// plain PostgreSQL, event_dedup on TimescaleDB), stores and rolls up only the
 // events whose key it claimed, and stores b's offsets — unless a stored
 // offset row has a higher generation than b.Generation, in which case it
 // rolls everything back and returns ErrFenced. Replaying a committed batch
 // therefore changes nothing but the offsets (and updated_at).
 //
-// The claimed events are copied into events and added to rollups_1m,
+// The claimed events are stored in events and added to rollups_1m,
 // rollups_1h and rollups_1d: count, value sum/count/min/max, and their user
 // IDs to each row's unique-user sketch, merged under the row's lock.
 //
 // Cost: a fixed number of round trips whatever the batch size (BEGIN; the
 // offsets and the claims of recently seen keys, pipelined; the other claims
-// by COPY in a savepoint; the events by COPY; the three rollup upserts,
-// pipelined; the sketch write-backs, pipelined; COMMIT). The rollups are
-// aggregated in Go while PostgreSQL ingests the events. BenchmarkApplyBatch
-// measures it against a bare COPY of the same rows.
+// by COPY in a savepoint, which on plain PostgreSQL store the events too; on
+// TimescaleDB the events by COPY; the three rollup upserts, pipelined; the
+// sketch write-backs, pipelined; COMMIT). The rollups are aggregated in Go
+// while PostgreSQL ingests the claims. BenchmarkApplyBatch measures it
+// against bare COPYs of the same rows.
 func (db *DB) ApplyBatch(ctx context.Context, b Batch) (Applied, error) {
 	op := fmt.Sprintf("postgres: apply batch (group %q, generation %d)", b.Group, b.Generation)
 	if len(b.Offsets) > 0 && b.Group == "" {
@@ -321,28 +340,28 @@ func (db *DB) ApplyBatch(ctx context.Context, b Batch) (Applied, error) {
 // apply runs ApplyBatch's transaction. doubtAll claims every key with ON
 // CONFLICT, as if each had been applied before.
 func (db *DB) apply(ctx context.Context, b Batch, keys distinctKeys, offsets offsetColumns, doubtAll bool) (Applied, error) {
+	layout := claimLayout{keysInEvents: !db.Timescale()}
 	applied := Applied{Duplicates: len(b.Events)}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		claimed, err := db.claimEvents(ctx, tx, b, offsets, keys, doubtAll)
-		if err != nil || len(claimed) == 0 {
-			return err
-		}
-
-		// The rollups need only the claimed events, and so does the COPY:
-		// aggregate on this core while PostgreSQL ingests on the other.
+		// The rollups need only the claimed events: they are added up on
+		// this core while PostgreSQL stores the claims (and, on the
+		// TimescaleDB layout, then the events) on the other.
 		var (
 			rollups [numLevels]levelRollups
 			aggErr  error
-			aggDone = make(chan struct{})
 		)
-		go func() {
-			defer close(aggDone)
-			rollups, aggErr = aggregate(b.Events, claimed)
-		}()
-		copyErr := copyEvents(ctx, tx, b.Events, claimed)
-		<-aggDone
-		if copyErr != nil {
-			return copyErr
+		add := func(claimed []int32) { rollups, aggErr = aggregate(b.Events, claimed) }
+		claimed, aggregated, err := db.claimEvents(ctx, tx, b, offsets, keys, doubtAll, layout, add)
+		if err != nil || len(claimed) == 0 {
+			return err
+		}
+		if !layout.keysInEvents {
+			if err := copyEvents(ctx, tx, b.Events, claimed); err != nil {
+				return err
+			}
+		}
+		if !aggregated {
+			add(claimed)
 		}
 		if aggErr != nil {
 			return aggErr

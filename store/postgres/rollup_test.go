@@ -62,6 +62,15 @@ func countRows(t *testing.T, db *postgres.DB, table string) int {
 	return n
 }
 
+// dedupTable is the table whose primary key is the exactly-once key:
+// events on plain PostgreSQL, event_dedup on TimescaleDB (migration 004).
+func dedupTable(db *postgres.DB) string {
+	if db.Timescale() {
+		return "event_dedup"
+	}
+	return "events"
+}
+
 func TestApplyBatch(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -173,7 +182,7 @@ func TestApplyBatch(t *testing.T) {
 				distinct += int(r.Count)
 			}
 			require.Equal(t, distinct, countRows(t, db, "events"), "raw events are stored once")
-			require.Equal(t, distinct, countRows(t, db, "event_dedup"))
+			require.Equal(t, distinct, countRows(t, db, dedupTable(db)))
 		})
 	}
 }
@@ -245,7 +254,7 @@ func TestApplyBatchInvalid(t *testing.T) {
 			require.ErrorIs(t, err, postgres.ErrInvalidArgument)
 		})
 	}
-	require.Zero(t, countRows(t, db, "event_dedup"))
+	require.Zero(t, countRows(t, db, dedupTable(db)))
 	require.Zero(t, countRows(t, db, "consumer_offsets"))
 }
 
@@ -271,7 +280,7 @@ func TestApplyBatchFencing(t *testing.T) {
 
 	// Refused means no trace: no events, no dedup keys, no rollups, no offsets.
 	require.Equal(t, 1, countRows(t, db, "events"))
-	require.Equal(t, 1, countRows(t, db, "event_dedup"))
+	require.Equal(t, 1, countRows(t, db, dedupTable(db)))
 	require.Equal(t, []rollup{{Tenant: "acme", Type: "click", Bucket: minute, Count: 1}}, readRollups(t, db))
 	offsets, err := db.LoadOffsets(t.Context(), "rollup", topic)
 	require.NoError(t, err)
@@ -368,7 +377,7 @@ func TestApplyBatchConcurrent(t *testing.T) {
 	}
 	require.NoError(t, g.Wait())
 
-	stored := countRows(t, db, "event_dedup")
+	stored := countRows(t, db, dedupTable(db))
 	var total int64
 	for _, r := range readRollups(t, db) {
 		total += r.Count

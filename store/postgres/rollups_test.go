@@ -442,7 +442,7 @@ func TestApplyBatchConcurrentSameBuckets(t *testing.T) {
 	}
 	requireUsers(total + shared)
 	require.Equal(t, total+shared, countRows(t, db, "events"))
-	require.Equal(t, total+shared, countRows(t, db, "event_dedup"))
+	require.Equal(t, total+shared, countRows(t, db, dedupTable(db)))
 }
 
 // TestDuplicatesAcrossBatchesAtEveryLevel replays events through the handle

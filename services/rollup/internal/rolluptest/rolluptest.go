@@ -224,9 +224,18 @@ func (e *Env) RequireCounts(t testing.TB, want map[tenancy.ID]int64) {
 	}
 	var events, dedup int64
 	require.NoError(t, e.DB.Pool().QueryRow(t.Context(),
-		`SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM event_dedup)`).Scan(&events, &dedup))
+		`SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM `+e.DedupTable()+`)`).Scan(&events, &dedup))
 	require.Equal(t, total, events, "raw events")
 	require.Equal(t, total, dedup, "dedup keys")
+}
+
+// DedupTable is the table whose primary key is the exactly-once key: events
+// on plain PostgreSQL, event_dedup on TimescaleDB (see store/postgres).
+func (e *Env) DedupTable() string {
+	if e.DB.Timescale() {
+		return "event_dedup"
+	}
+	return "events"
 }
 
 // StoredOffsets returns the group's offsets of the event-log topic in the

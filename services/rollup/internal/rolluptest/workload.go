@@ -322,13 +322,13 @@ func (e *Env) RequireBucketsWithin(t testing.TB, want map[Bucket]int64, keys map
 	}
 	var events, dedup int64
 	require.NoError(t, e.DB.Pool().QueryRow(t.Context(),
-		`SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM event_dedup)`).Scan(&events, &dedup))
+		`SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM `+e.DedupTable()+`)`).Scan(&events, &dedup))
 	require.Equal(t, total, events, "raw events")
 	require.Equal(t, total, dedup, "dedup keys")
 	if keys == nil {
 		return
 	}
-	rows, err := e.DB.Pool().Query(t.Context(), `SELECT tenant_id, event_id FROM event_dedup`)
+	rows, err := e.DB.Pool().Query(t.Context(), `SELECT tenant_id, event_id FROM `+e.DedupTable())
 	require.NoError(t, err)
 	var tenant, id string
 	var missing, extra int
@@ -347,8 +347,8 @@ func (e *Env) RequireBucketsWithin(t testing.TB, want map[Bucket]int64, keys map
 			missing++
 		}
 	}
-	require.Zero(t, missing, "produced events missing from event_dedup")
-	require.Zero(t, extra, "event_dedup keys that were never produced")
+	require.Zero(t, missing, "produced events missing from the dedup keys")
+	require.Zero(t, extra, "dedup keys of events that were never produced")
 }
 
 // diffBuckets describes up to ten buckets where got differs from want,
