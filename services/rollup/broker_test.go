@@ -85,7 +85,7 @@ func TestConsumer_SurvivesBrokerRestart(t *testing.T) {
 func maxGeneration(claims *claimLog) int32 {
 	g := int32(-1)
 	for _, c := range claims.all() {
-		g = max(g, c.Generation)
+		g = max(g, c.generation)
 	}
 	return g
 }

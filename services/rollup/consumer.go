@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +25,10 @@ type Store interface {
 	// batch's offsets in one transaction, or returns an error wrapping
 	// [postgres.ErrFenced] when a newer group generation owns a partition.
 	ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error)
-	// LoadOffsets returns the stored next offset per partition of topic;
-	// partitions never applied are absent.
-	LoadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error)
+	// ClaimPartitions makes generation the owner of topic's partitions and
+	// returns each one's stored next offset (0 if never applied), or an
+	// error wrapping [postgres.ErrFenced] when a newer generation owns one.
+	ClaimPartitions(ctx context.Context, group, topic string, generation int32, partitions []int32) (map[int32]int64, error)
 }
 
 var _ Store = (*postgres.DB)(nil)
@@ -240,31 +243,23 @@ func (c *Consumer) startOffsets(ctx context.Context, fetched map[string]map[int3
 	}
 	out := make(map[string]map[int32]kgo.Offset, len(fetched))
 	for topic, partitions := range fetched {
-		stored, err := c.loadOffsets(ctx, topic)
+		stored, err := c.claim(ctx, topic, generation, slices.Collect(maps.Keys(partitions)))
 		if err != nil {
 			return nil, err
 		}
-		offsets := make(map[int32]kgo.Offset, len(partitions))
-		start := make(map[int32]int64, len(partitions)) // -1 is "beginning"
-		claim := postgres.Batch{Group: c.cfg.Group, Generation: generation}
-		for p := range partitions {
-			next, ok := stored[p]
-			if !ok {
-				// Stored as 0, which a later owner reads as "the
-				// beginning" too: Kafka answers an offset below the log
-				// start with an out-of-range error, and the reset goes to
-				// the start (ConsumeResetOffset).
+		offsets := make(map[int32]kgo.Offset, len(stored))
+		start := make(map[int32]int64, len(stored)) // -1 is "beginning"
+		for p, next := range stored {
+			if next == 0 {
+				// Never applied (or applied from offset 0 on, which is the
+				// same): the start of the partition, wherever retention has
+				// moved it.
 				offsets[p] = kgo.NewOffset().AtStart()
 				start[p] = -1
-				claim.Offsets = append(claim.Offsets, postgres.PartitionOffset{Topic: topic, Partition: p, NextOffset: 0})
 				continue
 			}
 			offsets[p] = kgo.NewOffset().At(next)
 			start[p] = next
-			claim.Offsets = append(claim.Offsets, postgres.PartitionOffset{Topic: topic, Partition: p, NextOffset: next})
-		}
-		if err := c.claim(ctx, claim); err != nil {
-			return nil, err
 		}
 		c.progress.assign(topic, start)
 		out[topic] = offsets
@@ -274,67 +269,44 @@ func (c *Consumer) startOffsets(ctx context.Context, fetched map[string]map[int3
 	return out, nil
 }
 
-// claim stores the newly assigned partitions' start offsets with this
-// member's generation before any of their records is read.
+// claim makes this member's generation the owner of newly assigned
+// partitions in the database, and returns their stored offsets, before any
+// of their records is read; it retries with backoff while the database is
+// down, until ctx ends.
 //
-// Without it the database learns of the new owner only with its first
-// batch, and until then nothing refuses a batch of the previous owner (one
-// that stalled or lost its session without noticing): its generation is
-// still the highest stored. Dedup keeps the counts right even then, but a
-// stale member's commit must be refused, not merely harmless. Claiming
-// raises the stored generation the moment the partitions are handed over,
-// so from then on every batch of an older generation is fenced, whether or
-// not the new owner has records to apply yet.
-//
-// The claim writes the offsets just loaded. A stale member's batch that
-// commits between that load and the claim is therefore not refused: the
-// claim moves the offset back over it and the new owner re-reads those
-// records, which dedup turns into no-ops. Closing that last window needs the
-// load and the claim in one statement, in the store.
+// Without the claim the database would learn of the new owner only with its
+// first batch, and until then nothing would refuse a batch of the previous
+// owner (one that stalled or lost its session without noticing): its
+// generation would still be the highest stored. Dedup keeps the counts right
+// even then, but a stale member's commit must be refused, not merely
+// harmless. Claiming raises the stored generation the moment the partitions
+// are handed over, so from then on every batch of an older generation is
+// fenced. Reading the offsets and claiming is one statement
+// ([postgres.DB.ClaimPartitions]), so no stale batch commits in between.
 //
 // ErrFenced here means a newer generation has already claimed or written
 // these partitions: this member is stale before it read anything, and the
 // session must end.
-func (c *Consumer) claim(ctx context.Context, b postgres.Batch) error {
+func (c *Consumer) claim(ctx context.Context, topic string, generation int32, partitions []int32) (map[int32]int64, error) {
 	for attempt := 1; ; attempt++ {
-		_, err := c.store.ApplyBatch(ctx, b)
+		stored, err := c.store.ClaimPartitions(ctx, c.cfg.Group, topic, generation, partitions)
 		if err == nil {
 			c.dbDown.recovered(ctx)
-			c.m.claims.Add(float64(len(b.Offsets)))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, postgres.ErrFenced) {
-			c.dbDown.recovered(ctx)
-			c.m.fenced.Inc()
-			c.logger.WarnContext(ctx, "rollup partition claim fenced by a newer group generation; rejoining",
-				slog.Int("generation", int(b.Generation)), slog.Any("error", err))
-			return fmt.Errorf("rollup: claim partitions: %w", err)
-		}
-		c.m.dbFailures.Inc()
-		c.dbDown.failed(ctx, "claim partitions", err)
-		if !sleep(ctx, c.cfg.backoff(attempt)) {
-			return ctx.Err()
-		}
-	}
-}
-
-// loadOffsets loads the group's stored offsets of topic, retrying with
-// backoff until it succeeds or ctx ends.
-func (c *Consumer) loadOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
-	for attempt := 1; ; attempt++ {
-		stored, err := c.store.LoadOffsets(ctx, c.cfg.Group, topic)
-		if err == nil {
-			c.dbDown.recovered(ctx)
+			c.m.claims.Add(float64(len(partitions)))
 			return stored, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, postgres.ErrFenced) {
+			c.dbDown.recovered(ctx)
+			c.m.fenced.Inc()
+			c.logger.WarnContext(ctx, "rollup partition claim fenced by a newer group generation; rejoining",
+				slog.Int("generation", int(generation)), slog.Any("error", err))
+			return nil, fmt.Errorf("rollup: claim partitions: %w", err)
+		}
 		c.m.dbFailures.Inc()
-		c.dbDown.failed(ctx, "load offsets", err)
+		c.dbDown.failed(ctx, "claim partitions", err)
 		if !sleep(ctx, c.cfg.backoff(attempt)) {
 			return nil, ctx.Err()
 		}

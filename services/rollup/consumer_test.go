@@ -363,7 +363,7 @@ func setHeader(r *kgo.Record, key, value string) {
 }
 
 // stallingStore passes the first n ApplyBatch calls with events through
-// (and every partition claim, which has none) and holds later ones until
+// (and every one without, and every partition claim) and holds later ones until
 // their context ends: a consumer stopped with a batch in flight.
 type stallingStore struct {
 	rollup.Store
@@ -410,6 +410,6 @@ func (nopStore) ApplyBatch(context.Context, postgres.Batch) (postgres.Applied, e
 	return postgres.Applied{}, nil
 }
 
-func (nopStore) LoadOffsets(context.Context, string, string) (map[int32]int64, error) {
+func (nopStore) ClaimPartitions(context.Context, string, string, int32, []int32) (map[int32]int64, error) {
 	return nil, nil
 }

@@ -49,13 +49,12 @@
 // it is still the previous owner's, so nothing refuses that owner's late
 // commit (and a partition without new records may stay in that state for
 // ever). So a member claims the partitions it is assigned before reading any
-// of them: it stores their start offsets, as loaded, with its own
-// generation, in a transaction of their own. From then on every batch of an
-// older generation is refused. What remains is the moment between loading
-// the offsets and claiming them: a stale member's batch committing exactly
-// then is accepted, and the claim moves the offset back over it, so the new
-// owner reads those records again as duplicates. Closing it needs the load
-// and the claim in one statement of the store.
+// of them ([postgres.DB.ClaimPartitions]): one statement stores its
+// generation on their offset rows and returns the offsets it resumes from.
+// From then on every batch of an older generation is refused. A stale
+// member's batch that is committing at that moment holds the rows' locks, so
+// the claim waits for it and resumes after it; no batch of the old owner can
+// commit between the new owner's reading of the offsets and its claim.
 //
 // The Kafka client blocks rebalances between a poll and AllowRebalance
 // (kgo.BlockRebalanceOnPoll), so in the normal case a member applies a batch

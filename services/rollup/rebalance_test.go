@@ -264,24 +264,24 @@ func (g *gate) result(t *testing.T) error {
 	}
 }
 
-// gatedStore passes ApplyBatch through, holding one batch at its gate (if
-// any) and recording the partition claims (batches without events) that
-// commit.
+// gatedStore passes ApplyBatch through, holding one batch with events at
+// its gate (if any), and records the partition claims that commit.
 type gatedStore struct {
 	rollup.Store
 	gate   *gate
 	claims *claimLog
 }
 
-func (s *gatedStore) ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error) {
-	if len(b.Events) == 0 {
-		applied, err := s.Store.ApplyBatch(ctx, b)
-		if err == nil && s.claims != nil {
-			s.claims.add(b)
-		}
-		return applied, err
+func (s *gatedStore) ClaimPartitions(ctx context.Context, group, topic string, generation int32, partitions []int32) (map[int32]int64, error) {
+	stored, err := s.Store.ClaimPartitions(ctx, group, topic, generation, partitions)
+	if err == nil && s.claims != nil {
+		s.claims.add(partitionClaim{generation: generation, topic: topic, partitions: slices.Clone(partitions)})
 	}
-	if s.gate == nil || !s.gate.armed.CompareAndSwap(true, false) {
+	return stored, err
+}
+
+func (s *gatedStore) ApplyBatch(ctx context.Context, b postgres.Batch) (postgres.Applied, error) {
+	if len(b.Events) == 0 || s.gate == nil || !s.gate.armed.CompareAndSwap(true, false) {
 		return s.Store.ApplyBatch(ctx, b)
 	}
 	s.gate.held <- b
@@ -296,19 +296,26 @@ func (s *gatedStore) ApplyBatch(ctx context.Context, b postgres.Batch) (postgres
 	return applied, err
 }
 
+// partitionClaim is one committed ClaimPartitions call.
+type partitionClaim struct {
+	generation int32
+	topic      string
+	partitions []int32
+}
+
 // claimLog records committed partition claims.
 type claimLog struct {
 	mu     sync.Mutex
-	claims []postgres.Batch
+	claims []partitionClaim
 }
 
-func (l *claimLog) add(b postgres.Batch) {
+func (l *claimLog) add(c partitionClaim) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.claims = append(l.claims, b)
+	l.claims = append(l.claims, c)
 }
 
-func (l *claimLog) all() []postgres.Batch {
+func (l *claimLog) all() []partitionClaim {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.claims)
@@ -320,10 +327,8 @@ func (l *claimLog) covers(minGeneration int32, partitions ...int32) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, p := range partitions {
-		if !slices.ContainsFunc(l.claims, func(b postgres.Batch) bool {
-			return b.Generation >= minGeneration && slices.ContainsFunc(b.Offsets, func(o postgres.PartitionOffset) bool {
-				return o.Topic == eventlog.Topic && o.Partition == p
-			})
+		if !slices.ContainsFunc(l.claims, func(c partitionClaim) bool {
+			return c.generation >= minGeneration && c.topic == eventlog.Topic && slices.Contains(c.partitions, p)
 		}) {
 			return false
 		}

@@ -231,6 +231,24 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
      AS t (tenant_id, event_type, bucket, users_hll)
 WHERE r.tenant_id = t.tenant_id AND r.event_type = t.event_type AND r.bucket = t.bucket`
 
+	// sqlClaimPartitions makes a consumer generation the owner of
+	// partitions and returns their stored positions in one statement. A new
+	// row starts at 0; an existing one keeps its offset and takes the
+	// generation unless a newer one holds it, and then it is missing from
+	// RETURNING. A batch of the previous owner that holds a row's lock makes
+	// the claim wait for it and then return the offset that batch stored;
+	// once the claim commits, every later batch of that owner is fenced.
+	sqlClaimPartitions = `
+INSERT INTO consumer_offsets AS o (group_id, topic, partition, next_offset, generation, updated_at)
+SELECT $1, $2, p.partition, 0, $3, now()
+FROM unnest($4::integer[]) AS p (partition)
+ORDER BY p.partition
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET generation = EXCLUDED.generation,
+    updated_at = EXCLUDED.updated_at
+WHERE o.generation <= EXCLUDED.generation
+RETURNING o.partition, o.next_offset`
+
 	sqlLoadOffsets = `
 SELECT partition, next_offset
 FROM consumer_offsets
@@ -391,6 +409,60 @@ func (db *DB) LoadOffsets(ctx context.Context, group, topic string) (map[int32]i
 	_, err = pgx.ForEachRow(rows, []any{&partition, &next}, func() error {
 		out[partition] = next
 		return nil
+	})
+	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	return out, nil
+}
+
+// ClaimPartitions makes generation of the consumer group the owner of
+// topic's partitions and returns the next offset stored for each: where its
+// consumer resumes. A partition never applied is stored, and returned, as 0,
+// which a consumer reads as "the start of the partition" (Kafka answers an
+// offset below the log start as out of range).
+//
+// Loading the offsets and claiming the partitions is one statement, so no
+// batch of an earlier owner can commit between them: one that is committing
+// makes the claim wait and its offsets are the ones returned, and every later
+// one is refused with ErrFenced. If a newer generation already owns any of
+// the partitions, nothing changes and ClaimPartitions returns ErrFenced
+// naming them.
+func (db *DB) ClaimPartitions(ctx context.Context, group, topic string, generation int32, partitions []int32) (map[int32]int64, error) {
+	op := fmt.Sprintf("postgres: claim partitions (group %q, topic %q, generation %d)", group, topic, generation)
+	if group == "" || topic == "" {
+		return nil, invalidf(op, "group and topic are required")
+	}
+	sorted := slices.Clone(partitions)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	out := make(map[int32]int64, len(sorted))
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sqlClaimPartitions, group, topic, generation, sorted)
+		if err != nil {
+			return err
+		}
+		var (
+			partition int32
+			next      int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&partition, &next}, func() error {
+			out[partition] = next
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(out) == len(sorted) {
+			return nil
+		}
+		var fenced []string
+		for _, p := range sorted {
+			if _, ok := out[p]; !ok {
+				fenced = append(fenced, fmt.Sprintf("%s/%d", topic, p))
+			}
+		}
+		// Rolling back leaves the partitions that were claimed as they were.
+		return fmt.Errorf("%w: partitions %s", ErrFenced, strings.Join(fenced, ", "))
 	})
 	if err != nil {
 		return nil, wrapErr(op, err)
