@@ -111,3 +111,43 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestWatermarks(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := t.Context()
+	w, err := db.Watermark(ctx, "rollup", topic)
+	require.NoError(t, err)
+	require.True(t, w.IsZero(), "no partition stored yet")
+
+	_, err = db.ClaimPartitions(ctx, "rollup", topic, 1, []int32{0, 1})
+	require.NoError(t, err)
+	require.NoError(t, db.AdvanceWatermarks(ctx, "rollup", topic, 1, map[int32]time.Time{0: minute}))
+	w, err = db.Watermark(ctx, "rollup", topic)
+	require.NoError(t, err)
+	require.True(t, w.IsZero(), "partition 1 has no watermark yet")
+
+	require.NoError(t, db.AdvanceWatermarks(ctx, "rollup", topic, 1, map[int32]time.Time{1: minute.Add(time.Minute)}))
+	w, err = db.Watermark(ctx, "rollup", topic)
+	require.NoError(t, err)
+	require.Equal(t, minute, w, "the earliest partition's")
+
+	// Never backwards; an old generation changes nothing; a new owner keeps
+	// the watermark.
+	require.NoError(t, db.AdvanceWatermarks(ctx, "rollup", topic, 1, map[int32]time.Time{0: minute.Add(-time.Hour)}))
+	_, err = db.ClaimPartitions(ctx, "rollup", topic, 2, []int32{0, 1})
+	require.NoError(t, err)
+	require.NoError(t, db.AdvanceWatermarks(ctx, "rollup", topic, 1, map[int32]time.Time{0: minute.Add(time.Hour)}))
+	w, err = db.Watermark(ctx, "rollup", topic)
+	require.NoError(t, err)
+	require.Equal(t, minute, w)
+
+	require.NoError(t, db.AdvanceWatermarks(ctx, "rollup", topic, 2, map[int32]time.Time{0: minute.Add(time.Hour)}))
+	w, err = db.Watermark(ctx, "rollup", topic)
+	require.NoError(t, err)
+	require.Equal(t, minute.Add(time.Minute), w)
+
+	w, err = db.Watermark(ctx, "other", topic)
+	require.NoError(t, err)
+	require.True(t, w.IsZero())
+}

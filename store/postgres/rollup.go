@@ -249,6 +249,21 @@ SET generation = EXCLUDED.generation,
 WHERE o.generation <= EXCLUDED.generation
 RETURNING o.partition, o.next_offset`
 
+	// sqlAdvanceWatermarks raises the watermarks of partitions the
+	// generation still owns; a watermark never moves back.
+	sqlAdvanceWatermarks = `
+UPDATE consumer_offsets AS o
+SET watermark = greatest(o.watermark, t.watermark)
+FROM unnest($4::integer[], $5::timestamptz[]) AS t (partition, watermark)
+WHERE o.group_id = $1 AND o.topic = $2 AND o.generation = $3 AND o.partition = t.partition`
+
+	// sqlWatermark is the watermark of a topic: the earliest of its
+	// partitions', NULL while any has none.
+	sqlWatermark = `
+SELECT CASE WHEN bool_and(watermark IS NOT NULL) THEN min(watermark) END
+FROM consumer_offsets
+WHERE group_id = $1 AND topic = $2`
+
 	sqlLoadOffsets = `
 SELECT partition, next_offset
 FROM consumer_offsets
@@ -468,6 +483,41 @@ func (db *DB) ClaimPartitions(ctx context.Context, group, topic string, generati
 		return nil, wrapErr(op, err)
 	}
 	return out, nil
+}
+
+// AdvanceWatermarks records, for partitions of topic that generation of the
+// consumer group still owns, that every event accepted into the partition
+// before the given time has been applied. A partition owned by another
+// generation, or whose watermark is later already, is left as it is.
+func (db *DB) AdvanceWatermarks(ctx context.Context, group, topic string, generation int32, watermarks map[int32]time.Time) error {
+	if len(watermarks) == 0 {
+		return nil
+	}
+	partitions := make([]int32, 0, len(watermarks))
+	times := make([]time.Time, 0, len(watermarks))
+	for p, t := range watermarks {
+		partitions = append(partitions, p)
+		times = append(times, t)
+	}
+	if _, err := db.pool.Exec(ctx, sqlAdvanceWatermarks, group, topic, generation, partitions, times); err != nil {
+		return wrapErr(fmt.Sprintf("postgres: advance watermarks (group %q, topic %q)", group, topic), err)
+	}
+	return nil
+}
+
+// Watermark returns a time before which every event accepted into topic has
+// been applied to the rollups by the consumer group: the earliest watermark
+// of the topic's partitions. It returns the zero time while that is unknown
+// (no partition stored yet, or one without a watermark).
+func (db *DB) Watermark(ctx context.Context, group, topic string) (time.Time, error) {
+	var w *time.Time
+	if err := db.pool.QueryRow(ctx, sqlWatermark, group, topic).Scan(&w); err != nil {
+		return time.Time{}, wrapErr(fmt.Sprintf("postgres: watermark (group %q, topic %q)", group, topic), err)
+	}
+	if w == nil {
+		return time.Time{}, nil
+	}
+	return w.UTC(), nil
 }
 
 // offsetColumns are a batch's offsets as parallel arrays, one entry per

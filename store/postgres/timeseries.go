@@ -43,6 +43,9 @@ type Point struct {
 	Time time.Time
 	// Value is the bucket's aggregate.
 	Value float64
+	// Updated is when an event last changed the bucket (a late event
+	// changes it long after the bucket ended).
+	Updated time.Time
 }
 
 // seriesSQL returns the query of metric over table. Both come from the
@@ -71,19 +74,19 @@ ORDER BY 1`
 	)
 	switch metric {
 	case MetricCount:
-		return selectBucket + `sum(event_count)::double precision` + from + table + where + group
+		return selectBucket + `max(updated_at), ` + `sum(event_count)::double precision` + from + table + where + group
 	case MetricSum:
-		return selectBucket + `sum(value_sum)` + from + table + where + withValues + group
+		return selectBucket + `max(updated_at), ` + `sum(value_sum)` + from + table + where + withValues + group
 	case MetricAvg:
-		return selectBucket + `sum(value_sum) / sum(value_count)` + from + table + where + withValues + group
+		return selectBucket + `max(updated_at), ` + `sum(value_sum) / sum(value_count)` + from + table + where + withValues + group
 	case MetricMin:
-		return selectBucket + `min(value_min)` + from + table + where + withValues + group
+		return selectBucket + `max(updated_at), ` + `min(value_min)` + from + table + where + withValues + group
 	case MetricMax:
-		return selectBucket + `max(value_max)` + from + table + where + withValues + group
+		return selectBucket + `max(updated_at), ` + `max(value_max)` + from + table + where + withValues + group
 	case MetricUniqueUsers:
 		// One row per rollup bucket, in time order: TimeSeries merges the
 		// sketches of each requested bucket in Go.
-		return selectBucket + `users_hll` + from + table + where + `
+		return selectBucket + `updated_at, users_hll` + from + table + where + `
   AND users_hll IS NOT NULL
 ORDER BY 1`
 	default:
@@ -182,10 +185,10 @@ func valuePoints(rows pgx.Rows) ([]Point, error) {
 	var points []Point
 	for rows.Next() {
 		var p Point
-		if err := rows.Scan(&p.Time, &p.Value); err != nil {
+		if err := rows.Scan(&p.Time, &p.Updated, &p.Value); err != nil {
 			return nil, err
 		}
-		p.Time = p.Time.UTC()
+		p.Time, p.Updated = p.Time.UTC(), p.Updated.UTC()
 		points = append(points, p)
 	}
 	return points, rows.Err()
@@ -198,22 +201,22 @@ func valuePoints(rows pgx.Rows) ([]Point, error) {
 func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
 	defer rows.Close()
 	var (
-		points []Point
-		at     time.Time
-		users  *hyperloglog.Sketch
-		stored []byte
-		t      time.Time
+		points        []Point
+		at, updated   time.Time
+		users         *hyperloglog.Sketch
+		stored        []byte
+		t, rowUpdated time.Time
 	)
 	flush := func() {
 		if users != nil {
-			points = append(points, Point{Time: at.UTC(), Value: float64(users.Estimate())})
+			points = append(points, Point{Time: at.UTC(), Value: float64(users.Estimate()), Updated: updated.UTC()})
 		}
 	}
 	for rows.Next() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := rows.Scan(&t, &stored); err != nil {
+		if err := rows.Scan(&t, &rowUpdated, &stored); err != nil {
 			return nil, err
 		}
 		sk, err := decodeSketch(stored)
@@ -222,8 +225,11 @@ func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
 		}
 		if users == nil || !t.Equal(at) {
 			flush()
-			at, users = t, sk
+			at, users, updated = t, sk, rowUpdated
 			continue
+		}
+		if rowUpdated.After(updated) {
+			updated = rowUpdated
 		}
 		if err := users.Merge(sk); err != nil {
 			return nil, fmt.Errorf("bucket %s: %w: %w", t.UTC().Format(time.RFC3339), errBadSketch, err)
