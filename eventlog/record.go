@@ -18,6 +18,11 @@ const (
 	// Topic is the event log topic: accepted events, keyed by tenant.
 	Topic = "abacus.events.v1"
 
+	// RollupGroup is the consumer group of the rollup consumers. Its offsets
+	// and watermarks are stored in PostgreSQL under this name, where the
+	// query service reads the watermark of its answers.
+	RollupGroup = "abacus-rollup"
+
 	// DeadLetterTopic receives records a reader can never process (see
 	// [ErrPoison]), unchanged, for an operator to inspect.
 	DeadLetterTopic = "abacus.events.dlq.v1"

@@ -194,7 +194,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		gateways = append(gateways, ingestv1.RegisterIngestServiceHandler)
 	}
 	if cfg.Has(config.RoleQuery) {
-		svc, err := query.New(query.Config{}, db, logger, a.reg)
+		lateWindow := func(id tenancy.ID) time.Duration {
+			past, _ := overrides.TimestampWindow(id)
+			return past
+		}
+		svc, err := query.New(query.Config{LateWindow: lateWindow}, db, logger, a.reg)
 		if err != nil {
 			return fmt.Errorf("query service: %w", err)
 		}

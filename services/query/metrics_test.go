@@ -129,6 +129,10 @@ func (s *recordingStore) TimeSeries(_ context.Context, _ tenancy.ID, _, metric s
 	return nil, nil
 }
 
+func (s *recordingStore) Watermark(context.Context, string, string) (time.Time, error) {
+	return time.Time{}, nil
+}
+
 // TestGetTimeSeriesReadsWholeBuckets: the service asks the store for ranges
 // aligned to the granularity, in UTC, which is what lets the store read one
 // hourly or daily rollup row per point instead of every minute.

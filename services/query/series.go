@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/abacus-analytics/abacus/eventlog"
 	queryv1 "github.com/abacus-analytics/abacus/gen/abacus/query/v1"
 	"github.com/abacus-analytics/abacus/store/postgres"
 	"github.com/abacus-analytics/abacus/tenancy"
@@ -228,34 +229,55 @@ func (s series) window(end time.Time) window {
 }
 
 // read returns the value of sel's metric in every bucket of w, zero where no
-// event fell, and observes the read's duration in obs.
-func (s *Service) read(ctx context.Context, obs prometheus.Observer, tenant tenancy.ID, sel series, w window) ([]float64, error) {
+// event fell, with the time each bucket last changed (zero for empty ones),
+// and observes the read's duration in obs.
+func (s *Service) read(ctx context.Context, obs prometheus.Observer, tenant tenancy.ID, sel series, w window) ([]float64, []time.Time, error) {
 	values := make([]float64, w.buckets())
+	updated := make([]time.Time, len(values))
 	if len(values) == 0 {
-		return values, nil
+		return values, updated, nil
 	}
 	started := time.Now()
 	points, err := s.store.TimeSeries(ctx, tenant, sel.eventType, sel.metric.store, w.start, w.end, w.gran.store)
 	obs.Observe(time.Since(started).Seconds())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, p := range points {
 		// The store returns aligned buckets inside the range; anything else
 		// would be a store bug, and must not index out of range here.
 		if i, ok := w.bucketIndex(p.Time); ok && i < len(values) {
-			values[i] = p.Value
+			values[i], updated[i] = p.Value, p.Updated
 		}
 	}
-	return values, nil
+	return values, updated, nil
 }
 
-// point returns the point of bucket i of w.
-func (w window) point(i int, value float64) *queryv1.Point {
-	return &queryv1.Point{
+// point returns the point of bucket i of w, which last changed at updated
+// (zero for an empty bucket).
+func (w window) point(i int, value float64, updated time.Time) *queryv1.Point {
+	p := &queryv1.Point{
 		Time:  timestamppb.New(w.bucketStart(i)),
 		Value: value,
 	}
+	if !updated.IsZero() {
+		p.UpdatedTime = timestamppb.New(updated)
+	}
+	return p
+}
+
+// watermark returns the watermark of the rollups and the time before which
+// tenant's buckets are final, both nil while no watermark is known.
+func (s *Service) watermark(ctx context.Context, tenant tenancy.ID) (watermark, finalBefore *timestamppb.Timestamp, err error) {
+	w, err := s.store.Watermark(ctx, eventlog.RollupGroup, eventlog.Topic)
+	if err != nil || w.IsZero() {
+		return nil, nil, err
+	}
+	watermark = timestamppb.New(w)
+	if s.cfg.LateWindow != nil {
+		finalBefore = timestamppb.New(w.Add(-s.cfg.LateWindow(tenant)))
+	}
+	return watermark, finalBefore, nil
 }
 
 // GetTimeSeries returns the requested metric of one event type per bucket of
@@ -283,13 +305,19 @@ func (s *Service) GetTimeSeries(ctx context.Context, req *queryv1.GetTimeSeriesR
 		return nil, invalidArgument("end", msg)
 	}
 
-	values, err := s.read(ctx, s.readSeconds.WithLabelValues(rpcGetTimeSeries), tenant, sel, w)
+	// The watermark is read first: every event it covers is then in the
+	// rollups the series is read from.
+	watermark, finalBefore, err := s.watermark(ctx, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("query: get time series: %w", err)
+	}
+	values, updated, err := s.read(ctx, s.readSeconds.WithLabelValues(rpcGetTimeSeries), tenant, sel, w)
 	if err != nil {
 		return nil, fmt.Errorf("query: get time series: %w", err)
 	}
 	points := make([]*queryv1.Point, len(values))
 	for i, v := range values {
-		points[i] = w.point(i, v)
+		points[i] = w.point(i, v, updated[i])
 	}
 	return &queryv1.GetTimeSeriesResponse{
 		Series:                   []*queryv1.Series{{Group: "", Points: points}},
@@ -298,5 +326,7 @@ func (s *Service) GetTimeSeries(ctx context.Context, req *queryv1.GetTimeSeriesR
 		Start:                    timestamppb.New(w.start),
 		End:                      timestamppb.New(w.end),
 		UniqueUsersRelativeError: sel.metric.relativeError(),
+		Watermark:                watermark,
+		FinalBefore:              finalBefore,
 	}, nil
 }

@@ -41,6 +41,10 @@ type Store interface {
 	// daily rollups.
 	TimeSeries(ctx context.Context, tenant tenancy.ID, eventType, metric string,
 		start, end time.Time, granularity string) ([]postgres.Point, error)
+	// Watermark returns the time before which every event accepted into
+	// topic has been applied by the consumer group, or the zero time while
+	// unknown.
+	Watermark(ctx context.Context, group, topic string) (time.Time, error)
 }
 
 // Config configures a [Service]. Zero fields take the defaults above.
@@ -55,6 +59,10 @@ type Config struct {
 	// WatchHeartbeat is how long a watch may go without sending anything
 	// before it sends a heartbeat.
 	WatchHeartbeat time.Duration
+	// LateWindow returns how far in the past a tenant's event times may be
+	// (its timestamp past window), which says when its buckets are final.
+	// Nil leaves GetTimeSeriesResponse.final_before unset.
+	LateWindow func(tenancy.ID) time.Duration
 	// Now returns the current time; nil means time.Now. It places the end of
 	// a watch without an end and stamps watch messages.
 	Now func() time.Time

@@ -81,13 +81,13 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 	defer stop()
 	obs := s.readSeconds.WithLabelValues(rpcWatchTimeSeries)
 
-	values, err := s.read(ctx, obs, tenant, w.series, win)
+	values, updated, err := s.read(ctx, obs, tenant, w.series, win)
 	if err != nil {
 		return s.watchFailed(ctx, err)
 	}
 	snapshot := make([]*queryv1.Point, len(values))
 	for i, v := range values {
-		snapshot[i] = win.point(i, v)
+		snapshot[i] = win.point(i, v, updated[i])
 	}
 	if err := s.sendAt(ctx, send, &queryv1.WatchTimeSeriesResponse{
 		Points: snapshot, Snapshot: true, UniqueUsersRelativeError: w.metric.relativeError(),
@@ -118,11 +118,11 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 				return status.Errorf(codes.OutOfRange,
 					"watch range outgrew its limit (%s); watch again with a later start", msg)
 			}
-			nextValues, err := s.read(ctx, obs, tenant, w.series, next)
+			nextValues, nextUpdated, err := s.read(ctx, obs, tenant, w.series, next)
 			if err != nil {
 				return s.watchFailed(ctx, err)
 			}
-			changed := changedPoints(next, values, nextValues)
+			changed := changedPoints(next, values, nextValues, nextUpdated)
 			win, values = next, nextValues
 			if len(changed) == 0 {
 				continue
@@ -137,12 +137,12 @@ func (s *Service) watch(ctx context.Context, tenant tenancy.ID, w watchRequest, 
 
 // changedPoints returns the points of w whose value differs from before, and
 // every point beyond before's end (a bucket the range grew into is new even
-// when it is zero).
-func changedPoints(w window, before, after []float64) []*queryv1.Point {
+// when it is zero); updated are the change times of after's buckets.
+func changedPoints(w window, before, after []float64, updated []time.Time) []*queryv1.Point {
 	var out []*queryv1.Point
 	for i, v := range after {
 		if i >= len(before) || before[i] != v {
-			out = append(out, w.point(i, v))
+			out = append(out, w.point(i, v, updated[i]))
 		}
 	}
 	return out

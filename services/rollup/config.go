@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/abacus-analytics/abacus/eventlog"
 	"time"
 )
 
@@ -11,7 +12,7 @@ import (
 const (
 	// DefaultGroup is the Kafka consumer group, and the key of the offsets
 	// stored in PostgreSQL, when Config.Group is empty.
-	DefaultGroup = "abacus-rollup"
+	DefaultGroup = eventlog.RollupGroup
 
 	// DefaultMaxPollRecords bounds one poll, and so one database transaction,
 	// when Config.MaxPollRecords is zero. Each record is one ingest batch of
@@ -34,6 +35,10 @@ const (
 	// DefaultLagInterval is how often the lag and processing-rate gauges are
 	// refreshed when Config.LagInterval is zero.
 	DefaultLagInterval = 5 * time.Second
+
+	// DefaultWatermarkInterval is how often partition watermarks are proved
+	// and stored when Config.WatermarkInterval is zero.
+	DefaultWatermarkInterval = time.Second
 
 	// defaultHeartbeatInterval and defaultSessionTimeout are the Kafka
 	// client's own defaults; a short SessionTimeout lowers the heartbeat
@@ -90,6 +95,13 @@ type Config struct {
 	// abacus_rollup_events_per_second is. Default [DefaultLagInterval].
 	LagInterval time.Duration
 
+	// WatermarkInterval is how often the consumer lists the end offsets of
+	// its partitions to prove their watermarks (see [postgres.DB.Watermark]
+	// and the package documentation) and stores those that advanced. Query
+	// answers lag the true watermark by about this much. Default
+	// [DefaultWatermarkInterval].
+	WatermarkInterval time.Duration
+
 	// Notifier, when set, is told which rollup buckets each committed batch
 	// changed (see [Notifier] and [RedisNotifier]). Notifications are sent
 	// from a goroutine of their own and are best effort: a slow or failing
@@ -143,6 +155,9 @@ func (c Config) Validate() error {
 	if c.LagInterval < 0 {
 		bad("lag interval is %s, must not be negative", c.LagInterval)
 	}
+	if c.WatermarkInterval < 0 {
+		bad("watermark interval is %s, must not be negative", c.WatermarkInterval)
+	}
 	return errors.Join(errs...)
 }
 
@@ -159,6 +174,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.WatermarkInterval == 0 {
+		c.WatermarkInterval = DefaultWatermarkInterval
 	}
 	if c.LagInterval == 0 {
 		c.LagInterval = DefaultLagInterval

@@ -33,10 +33,11 @@ func TestConfigValidate(t *testing.T) {
 			cfg: Config{
 				Brokers: []string{"a:9092", ""}, MaxPollRecords: -1, MaxBatchEvents: -1,
 				SessionTimeout: -1, RebalanceTimeout: -1, HeartbeatInterval: -1, RetryBackoff: -1, LagInterval: -1,
+				WatermarkInterval: -1,
 			},
 			want: []string{
 				"broker 1 is empty", "max poll records", "max batch events", "session timeout", "rebalance timeout",
-				"heartbeat interval is", "retry backoff", "lag interval",
+				"heartbeat interval is", "retry backoff", "lag interval", "watermark interval",
 			},
 		},
 		{
@@ -75,6 +76,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultMaxBatchEvents, got.MaxBatchEvents)
 	require.Equal(t, DefaultRetryBackoff, got.RetryBackoff)
 	require.Equal(t, DefaultLagInterval, got.LagInterval)
+	require.Equal(t, DefaultWatermarkInterval, got.WatermarkInterval)
 	require.Zero(t, got.HeartbeatInterval, "the Kafka client's default")
 
 	short := Config{Brokers: []string{"a:9092"}, SessionTimeout: 1500 * time.Millisecond}.withDefaults()

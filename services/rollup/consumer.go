@@ -29,6 +29,9 @@ type Store interface {
 	// returns each one's stored next offset (0 if never applied), or an
 	// error wrapping [postgres.ErrFenced] when a newer generation owns one.
 	ClaimPartitions(ctx context.Context, group, topic string, generation int32, partitions []int32) (map[int32]int64, error)
+	// AdvanceWatermarks stores the watermarks of partitions generation
+	// still owns (others are left alone).
+	AdvanceWatermarks(ctx context.Context, group, topic string, generation int32, watermarks map[int32]time.Time) error
 }
 
 var _ Store = (*postgres.DB)(nil)

@@ -23,6 +23,7 @@ type metrics struct {
 	claims          prometheus.Counter
 	notifyFailures  *prometheus.CounterVec // reason: publish | overflow
 	notified        prometheus.Counter
+	watermarkAge    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "abacus_rollup_notify_failures_total",
 			Help: "Change notifications not delivered, by reason: publish (a Notify call failed; its changes are dropped) or overflow (a committed batch's changes did not fit the notification queue). Batches are never held up by either.",
 		}, []string{"reason"}),
+		watermarkAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abacus_rollup_watermark_age_seconds",
+			Help: "Age of the oldest watermark this member stored for the partitions it owns: every event accepted before now minus this many seconds is in the rollups. Set each time watermarks are stored.",
+		}),
 		notified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_rollup_notified_buckets_total",
 			Help: "Changed rollup buckets handed to the notifier successfully (repeats of a bucket waiting in the queue count once).",
@@ -87,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.events, m.records, m.batchSeconds, m.dbFailures, m.dbFailing,
 		m.fenced, m.deadLetterFails, m.commitFailures, m.lag,
-		m.eventsPerSecond, m.claims, m.notifyFailures, m.notified,
+		m.eventsPerSecond, m.claims, m.notifyFailures, m.notified, m.watermarkAge,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("rollup: register metrics"), err)

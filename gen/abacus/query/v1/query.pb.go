@@ -243,7 +243,11 @@ type Point struct {
 	// Start of the bucket.
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// Metric value in the bucket.
-	Value         float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Value float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	// When an event last changed the bucket; absent for an empty bucket. A late event (one whose
+	// time is long past, which ingest accepts within the tenant's timestamp_past_window) changes its
+	// bucket when it arrives, long after the bucket ended.
+	UpdatedTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_time,json=updatedTime,proto3" json:"updated_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,6 +294,13 @@ func (x *Point) GetValue() float64 {
 		return x.Value
 	}
 	return 0
+}
+
+func (x *Point) GetUpdatedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedTime
+	}
+	return nil
 }
 
 // Series is one line of a chart.
@@ -366,8 +377,17 @@ type GetTimeSeriesResponse struct {
 	// Buckets with few users, up to tens of thousands, are counted nearly exactly. 0 for the other
 	// metrics, which are exact.
 	UniqueUsersRelativeError float64 `protobuf:"fixed64,6,opt,name=unique_users_relative_error,json=uniqueUsersRelativeError,proto3" json:"unique_users_relative_error,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Every event accepted (acknowledged by ingest) before this time is counted in this response;
+	// events accepted since may not be yet. Absent while no rollup consumer has proved one.
+	Watermark *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// Buckets that end at or before this time are final: they count every event accepted before the
+	// watermark, and no event can still be accepted for them, because ingest refuses event times
+	// older than the tenant's timestamp_past_window (GET /v1/limits). It is the watermark minus that
+	// window; absent with the watermark. Later buckets are complete up to the watermark but a late
+	// event may still change them (see Point.updated_time).
+	FinalBefore   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=final_before,json=finalBefore,proto3" json:"final_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetTimeSeriesResponse) Reset() {
@@ -440,6 +460,20 @@ func (x *GetTimeSeriesResponse) GetUniqueUsersRelativeError() float64 {
 		return x.UniqueUsersRelativeError
 	}
 	return 0
+}
+
+func (x *GetTimeSeriesResponse) GetWatermark() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Watermark
+	}
+	return nil
+}
+
+func (x *GetTimeSeriesResponse) GetFinalBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinalBefore
+	}
+	return nil
 }
 
 // WatchTimeSeriesRequest selects the series to watch; same fields as GetTimeSeriesRequest.
@@ -612,20 +646,23 @@ const file_abacus_query_v1_query_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\vgranularity\x128\n" +
 	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x05start\x124\n" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x03end:H\xbaHE\x1aC\n" +
-	"\x10start_before_end\x12\x18start must be before end\x1a\x15this.start < this.end\"M\n" +
+	"\x10start_before_end\x12\x18start must be before end\x1a\x15this.start < this.end\"\x8c\x01\n" +
 	"\x05Point\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value\"N\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12=\n" +
+	"\fupdated_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vupdatedTime\"N\n" +
 	"\x06Series\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12.\n" +
-	"\x06points\x18\x02 \x03(\v2\x16.abacus.query.v1.PointR\x06points\"\xd8\x02\n" +
+	"\x06points\x18\x02 \x03(\v2\x16.abacus.query.v1.PointR\x06points\"\xd1\x03\n" +
 	"\x15GetTimeSeriesResponse\x12/\n" +
 	"\x06series\x18\x01 \x03(\v2\x17.abacus.query.v1.SeriesR\x06series\x12/\n" +
 	"\x06metric\x18\x02 \x01(\x0e2\x17.abacus.query.v1.MetricR\x06metric\x12>\n" +
 	"\vgranularity\x18\x03 \x01(\x0e2\x1c.abacus.query.v1.GranularityR\vgranularity\x120\n" +
 	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12=\n" +
-	"\x1bunique_users_relative_error\x18\x06 \x01(\x01R\x18uniqueUsersRelativeError\"\xab\x03\n" +
+	"\x1bunique_users_relative_error\x18\x06 \x01(\x01R\x18uniqueUsersRelativeError\x128\n" +
+	"\twatermark\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\x12=\n" +
+	"\ffinal_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vfinalBefore\"\xab\x03\n" +
 	"\x16WatchTimeSeriesRequest\x12D\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tB%\xbaH\"r \x10\x01\x18@2\x1a^[A-Za-z][A-Za-z0-9_.:-]*$R\teventType\x12;\n" +
@@ -693,27 +730,30 @@ var file_abacus_query_v1_query_proto_depIdxs = []int32{
 	8,  // 2: abacus.query.v1.GetTimeSeriesRequest.start:type_name -> google.protobuf.Timestamp
 	8,  // 3: abacus.query.v1.GetTimeSeriesRequest.end:type_name -> google.protobuf.Timestamp
 	8,  // 4: abacus.query.v1.Point.time:type_name -> google.protobuf.Timestamp
-	3,  // 5: abacus.query.v1.Series.points:type_name -> abacus.query.v1.Point
-	4,  // 6: abacus.query.v1.GetTimeSeriesResponse.series:type_name -> abacus.query.v1.Series
-	0,  // 7: abacus.query.v1.GetTimeSeriesResponse.metric:type_name -> abacus.query.v1.Metric
-	1,  // 8: abacus.query.v1.GetTimeSeriesResponse.granularity:type_name -> abacus.query.v1.Granularity
-	8,  // 9: abacus.query.v1.GetTimeSeriesResponse.start:type_name -> google.protobuf.Timestamp
-	8,  // 10: abacus.query.v1.GetTimeSeriesResponse.end:type_name -> google.protobuf.Timestamp
-	0,  // 11: abacus.query.v1.WatchTimeSeriesRequest.metric:type_name -> abacus.query.v1.Metric
-	1,  // 12: abacus.query.v1.WatchTimeSeriesRequest.granularity:type_name -> abacus.query.v1.Granularity
-	8,  // 13: abacus.query.v1.WatchTimeSeriesRequest.start:type_name -> google.protobuf.Timestamp
-	8,  // 14: abacus.query.v1.WatchTimeSeriesRequest.end:type_name -> google.protobuf.Timestamp
-	3,  // 15: abacus.query.v1.WatchTimeSeriesResponse.points:type_name -> abacus.query.v1.Point
-	8,  // 16: abacus.query.v1.WatchTimeSeriesResponse.time:type_name -> google.protobuf.Timestamp
-	2,  // 17: abacus.query.v1.QueryService.GetTimeSeries:input_type -> abacus.query.v1.GetTimeSeriesRequest
-	6,  // 18: abacus.query.v1.QueryService.WatchTimeSeries:input_type -> abacus.query.v1.WatchTimeSeriesRequest
-	5,  // 19: abacus.query.v1.QueryService.GetTimeSeries:output_type -> abacus.query.v1.GetTimeSeriesResponse
-	7,  // 20: abacus.query.v1.QueryService.WatchTimeSeries:output_type -> abacus.query.v1.WatchTimeSeriesResponse
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	8,  // 5: abacus.query.v1.Point.updated_time:type_name -> google.protobuf.Timestamp
+	3,  // 6: abacus.query.v1.Series.points:type_name -> abacus.query.v1.Point
+	4,  // 7: abacus.query.v1.GetTimeSeriesResponse.series:type_name -> abacus.query.v1.Series
+	0,  // 8: abacus.query.v1.GetTimeSeriesResponse.metric:type_name -> abacus.query.v1.Metric
+	1,  // 9: abacus.query.v1.GetTimeSeriesResponse.granularity:type_name -> abacus.query.v1.Granularity
+	8,  // 10: abacus.query.v1.GetTimeSeriesResponse.start:type_name -> google.protobuf.Timestamp
+	8,  // 11: abacus.query.v1.GetTimeSeriesResponse.end:type_name -> google.protobuf.Timestamp
+	8,  // 12: abacus.query.v1.GetTimeSeriesResponse.watermark:type_name -> google.protobuf.Timestamp
+	8,  // 13: abacus.query.v1.GetTimeSeriesResponse.final_before:type_name -> google.protobuf.Timestamp
+	0,  // 14: abacus.query.v1.WatchTimeSeriesRequest.metric:type_name -> abacus.query.v1.Metric
+	1,  // 15: abacus.query.v1.WatchTimeSeriesRequest.granularity:type_name -> abacus.query.v1.Granularity
+	8,  // 16: abacus.query.v1.WatchTimeSeriesRequest.start:type_name -> google.protobuf.Timestamp
+	8,  // 17: abacus.query.v1.WatchTimeSeriesRequest.end:type_name -> google.protobuf.Timestamp
+	3,  // 18: abacus.query.v1.WatchTimeSeriesResponse.points:type_name -> abacus.query.v1.Point
+	8,  // 19: abacus.query.v1.WatchTimeSeriesResponse.time:type_name -> google.protobuf.Timestamp
+	2,  // 20: abacus.query.v1.QueryService.GetTimeSeries:input_type -> abacus.query.v1.GetTimeSeriesRequest
+	6,  // 21: abacus.query.v1.QueryService.WatchTimeSeries:input_type -> abacus.query.v1.WatchTimeSeriesRequest
+	5,  // 22: abacus.query.v1.QueryService.GetTimeSeries:output_type -> abacus.query.v1.GetTimeSeriesResponse
+	7,  // 23: abacus.query.v1.QueryService.WatchTimeSeries:output_type -> abacus.query.v1.WatchTimeSeriesResponse
+	22, // [22:24] is the sub-list for method output_type
+	20, // [20:22] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_abacus_query_v1_query_proto_init() }
