@@ -36,9 +36,19 @@ const (
 	// refreshed when Config.LagInterval is zero.
 	DefaultLagInterval = 5 * time.Second
 
+	// DefaultApplyLanes is how many transactions of one poll run at once
+	// when Config.ApplyLanes is zero: two keep a small machine's
+	// PostgreSQL busy on two cores while the consumer adds up the next
+	// batch.
+	DefaultApplyLanes = 2
+
 	// DefaultWatermarkInterval is how often partition watermarks are proved
 	// and stored when Config.WatermarkInterval is zero.
 	DefaultWatermarkInterval = time.Second
+
+	// maxApplyLanes bounds Config.ApplyLanes: each lane holds a database
+	// connection while it applies.
+	maxApplyLanes = 64
 
 	// defaultHeartbeatInterval and defaultSessionTimeout are the Kafka
 	// client's own defaults; a short SessionTimeout lowers the heartbeat
@@ -70,6 +80,14 @@ type Config struct {
 	// transactions (a single record larger than the bound gets one of its
 	// own), keeping transactions and memory bounded.
 	MaxBatchEvents int
+
+	// ApplyLanes is how many database transactions of one poll run at
+	// once; default [DefaultApplyLanes]. The poll's partitions are divided
+	// among the lanes (a partition is in one lane only, so its offsets still
+	// only grow), and each lane applies its chunks in order on a connection
+	// of its own. A rollup row two lanes both add to is locked by one and
+	// waited for by the other. 1 applies one transaction at a time.
+	ApplyLanes int
 
 	// SessionTimeout and RebalanceTimeout are passed to the Kafka client;
 	// zero keeps the client defaults (45 s and 60 s). A batch in progress
@@ -108,11 +126,11 @@ type Config struct {
 	// notifier never delays or fails a batch. Nil sends none.
 	Notifier Notifier
 
-	// AfterApply is a testing hook: when set, it is called on the polling
-	// goroutine after each batch the database committed and before the
-	// batch's advisory Kafka commit. The crash tests stop the process there
-	// to prove that a crash between the two commits neither loses nor
-	// double-counts events. Production code leaves it nil.
+	// AfterApply is a testing hook: when set, it is called on the goroutine
+	// that applied the batch, after each batch the database committed and
+	// before the poll's advisory Kafka commit. The crash tests stop the
+	// process there to prove that a crash between the two commits neither
+	// loses nor double-counts events. Production code leaves it nil.
 	AfterApply func()
 }
 
@@ -155,6 +173,9 @@ func (c Config) Validate() error {
 	if c.LagInterval < 0 {
 		bad("lag interval is %s, must not be negative", c.LagInterval)
 	}
+	if c.ApplyLanes < 0 || c.ApplyLanes > maxApplyLanes {
+		bad("apply lanes is %d, must be 0-%d", c.ApplyLanes, maxApplyLanes)
+	}
 	if c.WatermarkInterval < 0 {
 		bad("watermark interval is %s, must not be negative", c.WatermarkInterval)
 	}
@@ -174,6 +195,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.ApplyLanes == 0 {
+		c.ApplyLanes = DefaultApplyLanes
 	}
 	if c.WatermarkInterval == 0 {
 		c.WatermarkInterval = DefaultWatermarkInterval

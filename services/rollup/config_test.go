@@ -23,7 +23,7 @@ func TestConfigValidate(t *testing.T) {
 			cfg: Config{
 				Brokers: []string{"a:9092", "b:9092"}, Group: "g", MaxPollRecords: 10, MaxBatchEvents: 10,
 				SessionTimeout: time.Second, RebalanceTimeout: time.Second, HeartbeatInterval: 300 * time.Millisecond,
-				RetryBackoff: time.Millisecond, LagInterval: time.Second,
+				RetryBackoff: time.Millisecond, LagInterval: time.Second, ApplyLanes: 4, WatermarkInterval: time.Second,
 				Notifier: nopNotifier{}, AfterApply: func() {},
 			},
 		},
@@ -33,11 +33,11 @@ func TestConfigValidate(t *testing.T) {
 			cfg: Config{
 				Brokers: []string{"a:9092", ""}, MaxPollRecords: -1, MaxBatchEvents: -1,
 				SessionTimeout: -1, RebalanceTimeout: -1, HeartbeatInterval: -1, RetryBackoff: -1, LagInterval: -1,
-				WatermarkInterval: -1,
+				WatermarkInterval: -1, ApplyLanes: -1,
 			},
 			want: []string{
 				"broker 1 is empty", "max poll records", "max batch events", "session timeout", "rebalance timeout",
-				"heartbeat interval is", "retry backoff", "lag interval", "watermark interval",
+				"heartbeat interval is", "retry backoff", "lag interval", "watermark interval", "apply lanes",
 			},
 		},
 		{
@@ -77,6 +77,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultRetryBackoff, got.RetryBackoff)
 	require.Equal(t, DefaultLagInterval, got.LagInterval)
 	require.Equal(t, DefaultWatermarkInterval, got.WatermarkInterval)
+	require.Equal(t, DefaultApplyLanes, got.ApplyLanes)
 	require.Zero(t, got.HeartbeatInterval, "the Kafka client's default")
 
 	short := Config{Brokers: []string{"a:9092"}, SessionTimeout: 1500 * time.Millisecond}.withDefaults()

@@ -58,9 +58,9 @@ type Consumer struct {
 
 	dbDown failureStreak
 
-	// fencedInARow counts consecutive fenced batches (Run's goroutine only)
-	// to back off while the rebalance that resolves them is pending.
-	fencedInARow int
+	// fencedInARow counts consecutive fenced batches to back off while the
+	// rebalance that resolves them is pending.
+	fencedInARow atomic.Int64
 
 	// client is the Kafka client of the running consumer, stored by the
 	// assignment callback for startOffsets, which needs the generation.
@@ -317,51 +317,94 @@ func (c *Consumer) claim(ctx context.Context, topic string, generation int32, pa
 }
 
 // process applies one poll and returns how long to wait before the next
-// poll (after releasing this one). Each chunk that commits is followed by
-// its Kafka commit and lag update. When a chunk is dropped — fenced,
-// abandoned for a rebalance or shutdown, or the member has no generation —
-// the fetch positions of the poll's unapplied records are rewound to their
-// first record per partition, so a partition this member still owns is read
-// again rather than skipped.
+// poll (after releasing this one). The poll's partitions are spread over up
+// to Config.ApplyLanes lanes that apply at once, each its own partitions'
+// chunks in order, one transaction at a time (see [Consumer.applyLane]).
+// Poison records of every lane go to the dead-letter topic first. The
+// chunks that committed get one advisory Kafka commit at the end.
 func (c *Consumer) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches, records []*kgo.Record) time.Duration {
 	// With BlockRebalanceOnPoll a rebalance waits for this poll to be
 	// released, so this is the generation these records were assigned in.
 	_, generation := cl.GroupMetadata()
-	pb := newPollBatch(c.cfg.Group, generation, records, c.cfg.MaxBatchEvents)
-	rewind := func(from int) {
-		if ctx.Err() == nil { // on shutdown the next owner starts from the database anyway
-			cl.SetOffsets(pb.rewindOffsets(from))
+	lanes := splitLanes(records, c.cfg.ApplyLanes)
+	batches := make([]*pollBatch, len(lanes))
+	var poison []poisonRecord
+	for i, lane := range lanes {
+		batches[i] = newPollBatch(c.cfg.Group, generation, lane, c.cfg.MaxBatchEvents)
+		poison = append(poison, batches[i].poison...)
+	}
+	rewindAll := func() {
+		for _, pb := range batches {
+			c.rewind(ctx, cl, pb, 0)
 		}
 	}
 	if generation < 0 {
 		c.logger.WarnContext(ctx, "rollup polled records outside a group generation; dropping them to read again",
 			slog.Int("records", len(records)))
-		rewind(0)
+		rewindAll()
 		return c.cfg.RetryBackoff
 	}
 
+	// A rebalance waiting for this poll makes every lane give up a failing
+	// batch (see [Consumer.wait]); the signal comes once, so it is turned
+	// into a closed channel that all of them see.
+	abandon := make(chan struct{})
+	processed := make(chan struct{})
+	defer close(processed)
+	go func() {
+		select {
+		case <-c.rebalanceWaiting:
+			close(abandon)
+		case <-processed:
+		}
+	}()
+
 	// Poison records go to the dead-letter topic before their offsets are
 	// stored: once the offsets commit, they are never read again.
-	if len(pb.poison) > 0 && !c.deadLetter(ctx, cl, pb.poison) {
-		rewind(0)
+	if len(poison) > 0 && !c.deadLetter(ctx, cl, poison, abandon) {
+		rewindAll()
 		return 0
 	}
 
+	highs := highWatermarks(fetches)
+	pauses := make([]time.Duration, len(batches))
+	committed := make([][]*kgo.Record, len(batches))
+	if len(batches) == 1 {
+		pauses[0], committed[0] = c.applyLane(ctx, cl, batches[0], highs, abandon)
+	} else {
+		var wg sync.WaitGroup
+		for i, pb := range batches {
+			wg.Go(func() { pauses[i], committed[i] = c.applyLane(ctx, cl, pb, highs, abandon) })
+		}
+		wg.Wait()
+	}
+	c.commitToKafka(ctx, cl, slices.Concat(committed...))
+	return slices.Max(pauses)
+}
+
+// applyLane applies one lane's chunks in order and returns how long to wait
+// before the next poll and the records of the chunks that committed. When a
+// chunk is dropped — fenced, or abandoned for a rebalance or shutdown — the
+// fetch positions of the lane's unapplied records are rewound to their first
+// record per partition, so a partition this member still owns is read again
+// rather than skipped, and the rest of the lane waits for the next poll.
+func (c *Consumer) applyLane(ctx context.Context, cl *kgo.Client, pb *pollBatch, highs map[topicPartition]int64,
+	abandon <-chan struct{}) (time.Duration, []*kgo.Record) {
+	var committed []*kgo.Record
 	for i, ch := range pb.chunks {
 		start := time.Now()
-		applied, result := c.apply(ctx, ch.batch)
+		applied, result := c.apply(ctx, ch.batch, abandon)
 		switch result {
 		case applyAbandoned:
-			rewind(i)
-			return 0
+			c.rewind(ctx, cl, pb, i)
+			return 0, committed
 		case applyFenced:
-			rewind(i)
+			c.rewind(ctx, cl, pb, i)
 			// The rebalance that takes these partitions away is on its way;
 			// release the poll and give it time rather than spinning.
-			c.fencedInARow++
-			return c.cfg.backoff(c.fencedInARow)
+			return c.cfg.backoff(int(c.fencedInARow.Add(1))), committed
 		}
-		c.fencedInARow = 0
+		c.fencedInARow.Store(0)
 		c.m.batchSeconds.Observe(time.Since(start).Seconds())
 		c.m.events.WithLabelValues(resultInserted).Add(float64(applied.Inserted))
 		c.m.events.WithLabelValues(resultDuplicate).Add(float64(applied.Duplicates))
@@ -370,15 +413,24 @@ func (c *Consumer) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 		c.logger.DebugContext(ctx, "rollup batch applied",
 			slog.Int("records", len(ch.records)), slog.Int("inserted", applied.Inserted),
 			slog.Int("duplicates", applied.Duplicates), slog.Int("poison", ch.poison),
-			slog.Int("generation", int(generation)))
-		c.progress.committed(ch.next, highWatermarks(fetches), applied.Inserted+applied.Duplicates)
+			slog.Int("generation", int(ch.batch.Generation)))
+		c.progress.committed(ch.next, highs, applied.Inserted+applied.Duplicates)
 		c.queueChanges(ctx, applied.Buckets)
 		if c.cfg.AfterApply != nil {
 			c.cfg.AfterApply()
 		}
-		c.commitToKafka(ctx, cl, ch.records)
+		committed = append(committed, ch.records...)
 	}
-	return 0
+	return 0, committed
+}
+
+// rewind moves the fetch positions of pb's partitions back to their first
+// record in chunks[from:], unless ctx ended (on shutdown the next owner
+// starts from the database anyway).
+func (c *Consumer) rewind(ctx context.Context, cl *kgo.Client, pb *pollBatch, from int) {
+	if ctx.Err() == nil && from < len(pb.chunks) {
+		cl.SetOffsets(pb.rewindOffsets(from))
+	}
 }
 
 // applyResult is how [Consumer.apply] ended.
@@ -395,7 +447,7 @@ const (
 // again after a capped exponential backoff: polling more meanwhile would only
 // pile up records, and exiting would make a supervisor restart us into the
 // same outage.
-func (c *Consumer) apply(ctx context.Context, b postgres.Batch) (postgres.Applied, applyResult) {
+func (c *Consumer) apply(ctx context.Context, b postgres.Batch, abandon <-chan struct{}) (postgres.Applied, applyResult) {
 	for attempt := 1; ; attempt++ {
 		applied, err := c.store.ApplyBatch(ctx, b)
 		if err == nil {
@@ -418,7 +470,7 @@ func (c *Consumer) apply(ctx context.Context, b postgres.Batch) (postgres.Applie
 		}
 		c.m.dbFailures.Inc()
 		c.dbDown.failed(ctx, "apply batch", err)
-		if !c.wait(ctx, c.cfg.backoff(attempt)) {
+		if !c.wait(ctx, c.cfg.backoff(attempt), abandon) {
 			return postgres.Applied{}, applyAbandoned
 		}
 	}
@@ -428,7 +480,7 @@ func (c *Consumer) apply(ctx context.Context, b postgres.Batch) (postgres.Applie
 // for the acknowledgements, retrying like apply. It reports false when it
 // gave up because ctx ended or a rebalance is waiting. Delivery is at least
 // once: a retried or re-polled record may be dead-lettered twice.
-func (c *Consumer) deadLetter(ctx context.Context, cl *kgo.Client, poison []poisonRecord) bool {
+func (c *Consumer) deadLetter(ctx context.Context, cl *kgo.Client, poison []poisonRecord, abandon <-chan struct{}) bool {
 	for attempt := 1; ; attempt++ {
 		// Fresh records each attempt: the client owns a record until its
 		// promise completes.
@@ -451,7 +503,7 @@ func (c *Consumer) deadLetter(ctx context.Context, cl *kgo.Client, poison []pois
 		c.m.deadLetterFails.Inc()
 		c.logger.ErrorContext(ctx, "rollup dead-letter produce failed; retrying",
 			slog.Int("records", len(poison)), slog.Int("attempt", attempt), slog.Any("error", err))
-		if !c.wait(ctx, c.cfg.backoff(attempt)) {
+		if !c.wait(ctx, c.cfg.backoff(attempt), abandon) {
 			return false
 		}
 	}
@@ -520,9 +572,9 @@ func (c *Consumer) onCallbackBlocked(context.Context, *kgo.Client) {
 	}
 }
 
-// wait sleeps d and reports true, or reports false as soon as ctx ends or a
-// rebalance is waiting for our poll.
-func (c *Consumer) wait(ctx context.Context, d time.Duration) bool {
+// wait sleeps d and reports true, or reports false as soon as ctx ends or
+// abandon closes: a rebalance is waiting for our poll.
+func (c *Consumer) wait(ctx context.Context, d time.Duration, abandon <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -530,7 +582,7 @@ func (c *Consumer) wait(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-c.rebalanceWaiting:
+	case <-abandon:
 		c.logger.InfoContext(ctx, "rollup abandoning a failing batch so the group can rebalance")
 		return false
 	}

@@ -1,17 +1,20 @@
 // Package rollup is the consumer that turns the event log ([eventlog.Topic])
-// into the 1-minute rollups, counting every distinct accepted
+// into the 1-minute, 1-hour and 1-day rollups, counting every distinct accepted
 // (tenant, event_id) exactly once whatever crashes, rebalances, replays and
 // client retries happen (ARCHITECTURE.md, invariant 3).
 //
-// # One transaction per poll
+// # One transaction per batch
 //
 // A [Consumer] polls up to Config.MaxPollRecords records (each an ingest
-// batch of one tenant's events), across all of its partitions, and hands them
-// to [Store.ApplyBatch] as one [postgres.Batch]. That single database
-// transaction claims each event's (tenant, event_id) in the dedup table,
-// stores and rolls up only the events it claimed, and stores the offset after
-// the last record of every partition in the batch. Either all of it commits
-// or none of it does.
+// batch of one tenant's events), across all of its partitions, divides the
+// poll's partitions among Config.ApplyLanes lanes that run at once, and
+// hands each lane's records to [Store.ApplyBatch] as one [postgres.Batch] (or
+// several in order, when they hold more than Config.MaxBatchEvents events).
+// That single database transaction claims each event's (tenant, event_id) in
+// its unique index, stores and rolls up only the events it claimed, and
+// stores the offset after the last record of every partition in the batch.
+// Either all of it commits or none of it does. A partition is in one lane
+// only, so its batches commit in offset order.
 //
 // # Why the database owns the offsets
 //

@@ -38,7 +38,8 @@ func TestConsumer_StaleMemberIsFenced(t *testing.T) {
 	t.Parallel()
 	env := rolluptest.NewEnv(t, 2)
 	const group = "stale"
-	cfg := rollup.Config{Group: group, SessionTimeout: 2 * time.Second, RebalanceTimeout: 5 * time.Second}
+	// One lane: the gate holds a whole poll, both partitions of it.
+	cfg := rollup.Config{Group: group, SessionTimeout: 2 * time.Second, RebalanceTimeout: 5 * time.Second, ApplyLanes: 1}
 	want := map[tenancy.ID]int64{}
 	produce := func(prefix string) {
 		env.Produce(t, 0, "acme", rolluptest.Events("a-"+prefix, 5)...)

@@ -1,8 +1,10 @@
 package rollup
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +74,42 @@ type chunk struct {
 	first map[topicPartition]int64
 	// next is the offset after the chunk's last record of each partition.
 	next map[topicPartition]int64
+}
+
+// splitLanes divides a poll's records into at most n lanes by partition:
+// every record of a partition goes to the same lane, in poll order, and the
+// partitions go, most records first, to the lane with the fewest records so
+// far. Empty lanes are left out, so there is at least one lane for a poll of
+// at least one record.
+func splitLanes(records []*kgo.Record, n int) [][]*kgo.Record {
+	byPartition := make(map[topicPartition][]*kgo.Record)
+	var order []topicPartition
+	for _, r := range records {
+		tp := topicPartition{r.Topic, r.Partition}
+		if _, seen := byPartition[tp]; !seen {
+			order = append(order, tp)
+		}
+		byPartition[tp] = append(byPartition[tp], r)
+	}
+	n = max(1, min(n, len(order)))
+	if n == 1 {
+		return [][]*kgo.Record{records}
+	}
+	// Stable, so equal partitions keep poll order: lanes are deterministic.
+	slices.SortStableFunc(order, func(a, b topicPartition) int {
+		return cmp.Compare(len(byPartition[b]), len(byPartition[a]))
+	})
+	lanes := make([][]*kgo.Record, n)
+	for _, tp := range order {
+		least := 0
+		for i := range lanes {
+			if len(lanes[i]) < len(lanes[least]) {
+				least = i
+			}
+		}
+		lanes[least] = append(lanes[least], byPartition[tp]...)
+	}
+	return lanes
 }
 
 // newPollBatch decodes records (in poll order, so ascending offsets within a

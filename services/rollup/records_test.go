@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -289,4 +290,32 @@ func FuzzNewPollBatch(f *testing.F) {
 			require.True(t, utf8.ValidString(p.reason))
 		}
 	})
+}
+
+func TestSplitLanes(t *testing.T) {
+	t.Parallel()
+	rec := func(p int32, off int64) *kgo.Record {
+		return &kgo.Record{Topic: "t", Partition: p, Offset: off}
+	}
+	// Partition 0 has 3 records, 1 has 2, 2 has 1, 3 has 1; poll order mixed.
+	records := []*kgo.Record{rec(1, 10), rec(0, 5), rec(2, 7), rec(0, 6), rec(1, 11), rec(3, 1), rec(0, 7)}
+	positions := func(lanes [][]*kgo.Record) [][]string {
+		var out [][]string
+		for _, lane := range lanes {
+			var l []string
+			for _, r := range lane {
+				l = append(l, fmt.Sprintf("%d@%d", r.Partition, r.Offset))
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+
+	require.Equal(t, [][]string{{"1@10", "0@5", "2@7", "0@6", "1@11", "3@1", "0@7"}}, positions(splitLanes(records, 1)),
+		"one lane is the poll as it is")
+	require.Equal(t, [][]string{{"0@5", "0@6", "0@7", "3@1"}, {"1@10", "1@11", "2@7"}}, positions(splitLanes(records, 2)),
+		"largest partition first, to the emptiest lane (the first of equals); each partition's records in order")
+	require.Equal(t, [][]string{{"0@5", "0@6", "0@7"}, {"1@10", "1@11"}, {"2@7", "3@1"}}, positions(splitLanes(records, 3)))
+	require.Len(t, splitLanes(records, 64), 4, "no more lanes than partitions")
+	require.Len(t, splitLanes(records[:1], 8), 1)
 }

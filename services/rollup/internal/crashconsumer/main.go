@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,7 +79,7 @@ func run() error {
 	}
 	defer db.Close()
 
-	batches := 0 // AfterApply runs on the polling goroutine only
+	var batches atomic.Int64 // AfterApply runs on every apply lane
 	cfg := rollup.Config{
 		Brokers:          strings.Split(*brokers, ","),
 		Group:            *group,
@@ -88,11 +89,11 @@ func run() error {
 		RebalanceTimeout: *rebalanceTimeout,
 		RetryBackoff:     *retryBackoff,
 		AfterApply: func() {
-			batches++
-			if batches != crashAfter {
+			n := batches.Add(1)
+			if n != int64(crashAfter) {
 				return
 			}
-			fmt.Fprintf(os.Stderr, "%s batch %d committed to the database, not yet to Kafka; killing the process\n", CrashMarker, batches)
+			fmt.Fprintf(os.Stderr, "%s batch %d committed to the database, not yet to Kafka; killing the process\n", CrashMarker, n)
 			self, err := os.FindProcess(os.Getpid())
 			if err == nil {
 				err = self.Kill() // SIGKILL
