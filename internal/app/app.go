@@ -301,7 +301,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("rollup notifier: %w", err)
 		}
-		consumer, err = rollup.New(rollup.Config{Brokers: cfg.KafkaBrokers, Notifier: notifier}, db, logger, a.reg)
+		consumer, err = rollup.New(rollup.Config{
+			Brokers: cfg.KafkaBrokers, Notifier: notifier,
+			ApplyLanes: cfg.RollupApplyLanes, MaxBatchEvents: cfg.RollupMaxBatchEvents,
+		}, db, logger, a.reg)
 		if err != nil {
 			return fmt.Errorf("rollup consumer: %w", err)
 		}

@@ -71,32 +71,38 @@ type Config struct {
 	// AuthFailureRate and AuthFailureBurst limit failed authentications per client address.
 	AuthFailureRate  float64
 	AuthFailureBurst int64
+	// RollupApplyLanes is how many database transactions of one poll the rollup consumer runs
+	// at once, and RollupMaxBatchEvents the most events in one of them.
+	RollupApplyLanes     int
+	RollupMaxBatchEvents int
 }
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		GRPCAddr:            ":9090",
-		HTTPAddr:            ":8080",
-		KafkaPartitions:     12,
-		KafkaReplication:    1,
-		DataDir:             ".abacus",
-		Roles:               slices.Clone(AllRoles),
-		LogLevel:            slog.LevelInfo,
-		LogFormat:           "json",
-		AutoMigrate:         true,
-		ShutdownTimeout:     20 * time.Second,
-		AuthCacheTTL:        3 * time.Second,
-		MaxRequestBytes:     8 << 20,
-		ProduceTimeout:      10 * time.Second,
-		DatabaseMaxConns:    20,
-		StatementTimeout:    30 * time.Second,
-		Limits:              tenancy.DefaultLimits(),
-		LimitsRefresh:       5 * time.Second,
-		KafkaBufferBytes:    64 << 20,
-		RateLimitLocalShare: 1,
-		AuthFailureRate:     1,
-		AuthFailureBurst:    20,
+		GRPCAddr:             ":9090",
+		HTTPAddr:             ":8080",
+		KafkaPartitions:      12,
+		KafkaReplication:     1,
+		DataDir:              ".abacus",
+		Roles:                slices.Clone(AllRoles),
+		LogLevel:             slog.LevelInfo,
+		LogFormat:            "json",
+		AutoMigrate:          true,
+		ShutdownTimeout:      20 * time.Second,
+		AuthCacheTTL:         3 * time.Second,
+		MaxRequestBytes:      8 << 20,
+		ProduceTimeout:       10 * time.Second,
+		DatabaseMaxConns:     20,
+		StatementTimeout:     30 * time.Second,
+		Limits:               tenancy.DefaultLimits(),
+		LimitsRefresh:        5 * time.Second,
+		KafkaBufferBytes:     64 << 20,
+		RateLimitLocalShare:  1,
+		AuthFailureRate:      1,
+		AuthFailureBurst:     20,
+		RollupApplyLanes:     2,
+		RollupMaxBatchEvents: 10000,
 	}
 }
 
@@ -172,6 +178,10 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 			fs.Float64Var(&cfg.RateLimitLocalShare, n, cfg.RateLimitLocalShare, u)
 		}, "share (0-1] of each tenant's rate limit one node enforces alone while Redis is unreachable"},
 		{"auth-failure-rate", "ABACUS_AUTH_FAILURE_RATE", func(n, u string) { fs.Float64Var(&cfg.AuthFailureRate, n, cfg.AuthFailureRate, u) }, "failed authentications per second allowed per client address, after the burst"},
+		{"rollup-apply-lanes", "ABACUS_ROLLUP_APPLY_LANES", func(n, u string) { fs.IntVar(&cfg.RollupApplyLanes, n, cfg.RollupApplyLanes, u) }, "database transactions of one poll the rollup consumer runs at once, each on its own partitions"},
+		{"rollup-max-batch-events", "ABACUS_ROLLUP_MAX_BATCH_EVENTS", func(n, u string) {
+			fs.IntVar(&cfg.RollupMaxBatchEvents, n, cfg.RollupMaxBatchEvents, u)
+		}, "most events the rollup consumer applies in one database transaction"},
 		{"auth-failure-burst", "ABACUS_AUTH_FAILURE_BURST", func(n, u string) { fs.Int64Var(&cfg.AuthFailureBurst, n, cfg.AuthFailureBurst, u) }, "failed authentications allowed at once per client address"},
 	}
 	for _, v := range vars {
@@ -292,6 +302,12 @@ func (c Config) validateCommon() []error {
 	}
 	if !(c.AuthFailureRate > 0) || c.AuthFailureBurst < 1 {
 		errs = append(errs, fmt.Errorf("auth failure rate must be positive and burst at least 1, got %v and %d", c.AuthFailureRate, c.AuthFailureBurst))
+	}
+	if c.RollupApplyLanes < 1 || c.RollupApplyLanes > 64 {
+		errs = append(errs, fmt.Errorf("rollup apply lanes must be 1-64, got %d", c.RollupApplyLanes))
+	}
+	if c.RollupMaxBatchEvents < 100 || c.RollupMaxBatchEvents > 1_000_000 {
+		errs = append(errs, fmt.Errorf("rollup max batch events must be 100-1000000, got %d", c.RollupMaxBatchEvents))
 	}
 	if !(c.RateLimitLocalShare > 0 && c.RateLimitLocalShare <= 1) {
 		errs = append(errs, fmt.Errorf("rate limit local share must be in (0, 1], got %v", c.RateLimitLocalShare))

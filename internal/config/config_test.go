@@ -34,6 +34,7 @@ func TestParseFlagsEnvAndDefaults(t *testing.T) {
 				"ABACUS_GRPC_ADDR": "127.0.0.1:1", "ABACUS_HTTP_ADDR": "127.0.0.1:2",
 				"ABACUS_KAFKA_BROKERS": "a:9092, b:9092,", "ABACUS_ROLES": "ingest,query",
 				"ABACUS_ADMIN_TOKEN": "0123456789abcdef", "ABACUS_DATA_DIR": "/tmp/x",
+				"ABACUS_ROLLUP_APPLY_LANES": "4", "ABACUS_ROLLUP_MAX_BATCH_EVENTS": "5000",
 			},
 			check: func(t *testing.T, c Config) {
 				require.Equal(t, "127.0.0.1:1", c.GRPCAddr)
@@ -43,6 +44,8 @@ func TestParseFlagsEnvAndDefaults(t *testing.T) {
 				require.True(t, c.Has(RoleQuery))
 				require.False(t, c.Has(RoleRollup))
 				require.Equal(t, "/tmp/x", c.DataDir)
+				require.Equal(t, 4, c.RollupApplyLanes)
+				require.Equal(t, 5000, c.RollupMaxBatchEvents)
 			},
 		},
 		{
@@ -84,12 +87,15 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	c.AdminToken = "short"
 	c.AuthCacheTTL = time.Minute
 	c.KafkaPartitions = 0
+	c.RollupApplyLanes = 0
+	c.RollupMaxBatchEvents = 10
 	err := c.Validate()
 	require.Error(t, err)
-	for _, want := range []string{"grpc addr", "database URL", "redis URL", "kafka brokers", "admin token", "auth cache TTL", "kafka partitions"} {
+	for _, want := range []string{"grpc addr", "database URL", "redis URL", "kafka brokers", "admin token", "auth cache TTL",
+		"kafka partitions", "rollup apply lanes", "rollup max batch events"} {
 		require.Contains(t, err.Error(), want)
 	}
-	require.GreaterOrEqual(t, strings.Count(err.Error(), "\n"), 6)
+	require.GreaterOrEqual(t, strings.Count(err.Error(), "\n"), 8)
 
 	dev := Default()
 	require.NoError(t, dev.ValidateDev(), "dev mode needs no configuration")
