@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -205,34 +206,53 @@ func TestEndToEnd(t *testing.T) {
 	code, _, body = s.do(t, http.MethodPost, "/v1/events", secret, eventsJSON(now, "page_view", "r-1", "r-2", "g-1"))
 	require.Equal(t, http.StatusOK, code, string(body))
 	require.JSONEq(t, `{"accepted":3,"rejected":[]}`, string(body))
+	acked := time.Now()
 
-	s.waitTotal(t, secret, "page_view", now, 5)
-
-	// The same series over REST.
+	// The series over REST. Once its watermark passes the last
+	// acknowledgement, the answer counts every event: the watermark is the
+	// promise that it does.
 	q := fmt.Sprintf("/v1/timeseries?event_type=page_view&metric=METRIC_COUNT&granularity=GRANULARITY_HOUR&start=%s&end=%s",
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
-	code, _, body = s.do(t, http.MethodGet, q, secret, "")
-	require.Equal(t, http.StatusOK, code, string(body))
-	var ts struct {
+	type timeSeries struct {
 		Series []struct {
 			Points []struct {
-				Time  string  `json:"time"`
-				Value float64 `json:"value"`
+				Time        string  `json:"time"`
+				Value       float64 `json:"value"`
+				UpdatedTime string  `json:"updated_time"`
 			} `json:"points"`
 		} `json:"series"`
-		Metric      string `json:"metric"`
-		Granularity string `json:"granularity"`
+		Metric      string    `json:"metric"`
+		Granularity string    `json:"granularity"`
+		Watermark   time.Time `json:"watermark"`
+		FinalBefore time.Time `json:"final_before"`
 	}
-	require.NoError(t, json.Unmarshal(body, &ts))
+	var ts timeSeries
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _, body := s.do(t, http.MethodGet, q, secret, "")
+		if !assert.Equal(c, http.StatusOK, code, string(body)) {
+			return
+		}
+		ts = timeSeries{}
+		if assert.NoError(c, json.Unmarshal(body, &ts)) {
+			assert.True(c, ts.Watermark.After(acked), "watermark %s passes the last acknowledgement %s", ts.Watermark, acked)
+		}
+	}, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, "METRIC_COUNT", ts.Metric)
 	require.Equal(t, "GRANULARITY_HOUR", ts.Granularity)
+	require.Equal(t, ts.Watermark.Add(-7*24*time.Hour), ts.FinalBefore, "the default timestamp past window is a week")
 	var sum float64
 	for _, p := range ts.Series[0].Points {
 		_, err := time.Parse(time.RFC3339, p.Time)
 		require.NoError(t, err)
 		sum += p.Value
+		if p.Value > 0 {
+			changed, err := time.Parse(time.RFC3339Nano, p.UpdatedTime)
+			require.NoError(t, err, "a non-empty point says when it last changed")
+			require.False(t, changed.After(ts.Watermark.Add(time.Minute)))
+		}
 	}
 	require.EqualValues(t, 5, sum)
+	s.waitTotal(t, secret, "page_view", now, 5) // and over gRPC
 }
 
 func TestTenantIsolation(t *testing.T) {
