@@ -30,11 +30,13 @@ build: ## Build abacusd and abacus-loadgen into ./bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 BENCH_FLAGS ?=
+ROLLUP_BENCH_FLAGS ?=
 
 .PHONY: bench
 bench: deps ## Benchmarks on this machine, as ratios to its own limits (see bench/README.md).
 	$(GO) build -o $(BIN)/ ./cmd/abacusd ./cmd/abacus-loadgen
 	$(GO) run ./bench/ingestbench --abacusd $(BIN)/abacusd --loadgen $(BIN)/abacus-loadgen --json-out $(BIN)/ingestbench.json $(BENCH_FLAGS)
+	$(GO) run ./bench/rollupbench --abacusd $(BIN)/abacusd --loadgen $(BIN)/abacus-loadgen --json-out $(BIN)/rollupbench.json $(ROLLUP_BENCH_FLAGS)
 	$(GO) test -run='^$$' -bench='Judge|Decode' -benchmem ./services/ingest
 
 .PHONY: bench-go

@@ -80,16 +80,10 @@ func FuzzParseMemStatus(f *testing.F) {
 	})
 }
 
-func executable(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "bin")
-	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755))
-	return p
-}
-
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
-	bin := executable(t)
+	bin, err := os.Executable() // any executable file will do
+	require.NoError(t, err)
 	var stderr bytes.Buffer
 	cfg, err := parseFlags([]string{"--abacusd", bin, "--loadgen", bin, "--duration", "5s", "--warmup", "1s", "--json-out", "x.json"}, &stderr)
 	require.NoError(t, err)
@@ -155,7 +149,7 @@ func TestResult_TargetsAndTable(t *testing.T) {
 			t.Parallel()
 			res := tt.res
 			res.Settings = Settings{PhaseDuration: 13 * time.Second, Warmup: 3 * time.Second, Tenants: 8, BatchSize: 500, InFlight: 8}
-			res.evaluate()
+			res.Evaluate()
 			require.Len(t, res.Targets, 4, "every target is listed, measured or not")
 			for _, target := range res.Targets {
 				met, ok := tt.met[target.Name]
@@ -163,7 +157,7 @@ func TestResult_TargetsAndTable(t *testing.T) {
 				require.Equal(t, met, target.Met, target.Name)
 			}
 			var out strings.Builder
-			require.NoError(t, writeTable(&out, &res))
+			require.NoError(t, res.WriteTable(&out))
 			for _, s := range tt.inTable {
 				require.Contains(t, out.String(), s)
 			}
@@ -187,26 +181,9 @@ func TestResult_BestBareRunCounts(t *testing.T) {
 	require.Same(t, second, res.Bare)
 	require.Len(t, res.BareRuns, 3)
 	res.Max = report(225_000, time.Millisecond, 2*time.Millisecond)
-	res.evaluate()
+	res.Evaluate()
 	require.InDelta(t, 0.5, res.target(targetNameShare).Value, 1e-9)
 	var out strings.Builder
-	require.NoError(t, writeTable(&out, &res))
+	require.NoError(t, res.WriteTable(&out))
 	require.Contains(t, out.String(), "300,000, 450,000, 100,000")
-}
-
-func TestPrefixWriter(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	p := &prefixWriter{w: &out, prefix: "[max] "}
-	_, _ = p.Write([]byte("one\ntw"))
-	_, _ = p.Write([]byte("o\nthree"))
-	p.flush()
-	require.Equal(t, "[max] one\n[max] two\n[max] three\n", out.String())
-}
-
-func TestGroupInt(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, "1,234,567", groupInt(1234567))
-	require.Equal(t, "-12,345", groupInt(-12345))
-	require.Equal(t, "0", groupInt(0))
 }

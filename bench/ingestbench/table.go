@@ -3,11 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/abacus-analytics/abacus/bench/harness"
 	"github.com/abacus-analytics/abacus/bench/loadgen"
 )
 
@@ -21,10 +20,10 @@ const (
 
 // Result is everything one benchmark run measured.
 type Result struct {
-	RunID    string    `json:"run_id"`
-	Started  time.Time `json:"started"`
-	Machine  Machine   `json:"machine"`
-	Settings Settings  `json:"settings"`
+	RunID    string          `json:"run_id"`
+	Started  time.Time       `json:"started"`
+	Machine  harness.Machine `json:"machine"`
+	Settings Settings        `json:"settings"`
 	// Kafka says what the broker did with the records.
 	Kafka string `json:"kafka"`
 	// Bare, Max and Half are the load generator's reports of the three phases (nil when the
@@ -34,18 +33,12 @@ type Result struct {
 	Max      *loadgen.Report   `json:"max,omitempty"`
 	Half     *loadgen.Report   `json:"half,omitempty"`
 	// HalfRate is the target rate of phase half: half of what abacusd accepted in phase max.
-	HalfRate float64  `json:"half_rate"`
-	RSS      RSS      `json:"abacusd_rss"`
-	Targets  []Target `json:"targets"`
+	HalfRate float64          `json:"half_rate"`
+	RSS      RSS              `json:"abacusd_rss"`
+	Targets  []harness.Target `json:"targets"`
 }
 
-// Machine describes where the benchmark ran.
-type Machine struct {
-	CPUs      int    `json:"cpus"`
-	GOOS      string `json:"goos"`
-	GOARCH    string `json:"goarch"`
-	GoVersion string `json:"go_version"`
-}
+var _ harness.Result = (*Result)(nil)
 
 // Settings are the benchmark's parameters.
 type Settings struct {
@@ -74,16 +67,6 @@ type RSS struct {
 // exceed it by a little.
 func (r RSS) max() int64 { return max(r.HWM, r.Peak) }
 
-// Target is one goal and whether this run met it.
-type Target struct {
-	Name string `json:"name"`
-	Goal string `json:"goal"`
-	// Measured says whether the phases the figure needs ran; Value is the figure.
-	Measured bool    `json:"measured"`
-	Value    float64 `json:"value"`
-	Met      bool    `json:"met"`
-}
-
 // Names of the targets.
 const (
 	targetNameRate  = "abacusd accepted events/s"
@@ -96,7 +79,7 @@ func newResult(cfg Config, runID string) *Result {
 	return &Result{
 		RunID:   runID,
 		Started: time.Now().UTC(),
-		Machine: Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()},
+		Machine: harness.ThisMachine(),
 		Settings: Settings{
 			PhaseDuration: cfg.Duration, Warmup: cfg.Warmup, Tenants: cfg.Tenants, ZipfS: cfg.ZipfS,
 			BatchSize: cfg.BatchSize, Streams: cfg.Streams, InFlight: cfg.InFlight, BareRuns: cfg.BareRuns,
@@ -113,12 +96,12 @@ func (r *Result) addBare(rep *loadgen.Report) {
 	}
 }
 
-// evaluate sets Targets from the figures of the phases that ran.
-func (r *Result) evaluate() {
-	rate := Target{Name: targetNameRate, Goal: "≥ 500,000"}
-	share := Target{Name: targetNameShare, Goal: "≥ 0.60"}
-	p99 := Target{Name: targetNameP99, Goal: "< 50 ms"}
-	rss := Target{Name: targetNameRSS, Goal: "≤ 512 MiB"}
+// Evaluate sets Targets from the figures of the phases that ran.
+func (r *Result) Evaluate() {
+	rate := harness.Target{Name: targetNameRate, Goal: "≥ 500,000"}
+	share := harness.Target{Name: targetNameShare, Goal: "≥ 0.60"}
+	p99 := harness.Target{Name: targetNameP99, Goal: "< 50 ms"}
+	rss := harness.Target{Name: targetNameRSS, Goal: "≤ 512 MiB"}
 	if r.Max != nil {
 		rate.Measured, rate.Value = true, r.Max.AcceptedPerSecond
 		rate.Met = rate.Value >= targetEventsPerSecond
@@ -128,29 +111,20 @@ func (r *Result) evaluate() {
 		}
 	}
 	if r.Half != nil && r.Half.Latency.Count > 0 {
-		p99.Measured, p99.Value = true, ms(r.Half.Latency.P99)
+		p99.Measured, p99.Value = true, harness.Millis(r.Half.Latency.P99)
 		p99.Met = r.Half.Latency.P99 < targetHalfRateP99
 	}
 	if peak := r.RSS.max(); peak > 0 {
 		rss.Measured, rss.Value = true, float64(peak)/(1<<20)
 		rss.Met = peak <= targetRSSBytes
 	}
-	r.Targets = []Target{rate, share, p99, rss}
+	r.Targets = []harness.Target{rate, share, p99, rss}
 }
 
-func (r *Result) target(name string) Target {
-	for _, t := range r.Targets {
-		if t.Name == name {
-			return t
-		}
-	}
-	return Target{Name: name}
-}
+func (r *Result) target(name string) harness.Target { return harness.FindTarget(r.Targets, name) }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// writeTable prints the results for people: one row per figure, its target and the verdict.
-func writeTable(w io.Writer, r *Result) error {
+// WriteTable prints the results for people: one row per figure, its target and the verdict.
+func (r *Result) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	streams := "2 × GOMAXPROCS"
 	if r.Settings.Streams > 0 {
@@ -160,67 +134,50 @@ func writeTable(w io.Writer, r *Result) error {
 	fmt.Fprintf(&b, "%d tenants (Zipf s=%g), batches of %d, %s streams × %d in flight; each phase %s with %s warmup\n",
 		r.Settings.Tenants, r.Settings.ZipfS, r.Settings.BatchSize, streams, r.Settings.InFlight, r.Settings.PhaseDuration, r.Settings.Warmup)
 	fmt.Fprintf(&b, "Kafka: %s\n\n", r.Kafka)
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "figure\tmeasured\ttarget\tresult")
-	fmt.Fprintln(tw, "------\t--------\t------\t------")
-	row := func(name, measured, goal, verdict string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, measured, goal, verdict)
-	}
-	verdict := func(name string) (string, string) {
-		t := r.target(name)
-		switch {
-		case !t.Measured:
-			return t.Goal, "not measured"
-		case t.Met:
-			return t.Goal, "met"
-		default:
-			return t.Goal, "NOT MET"
-		}
-	}
+	t := harness.NewTable()
 	perSecond := func(rep *loadgen.Report) string {
 		if rep == nil {
 			return "not run"
 		}
-		return groupInt(int64(rep.AcceptedPerSecond))
+		return harness.GroupInt(int64(rep.AcceptedPerSecond))
 	}
 	lat := func(rep *loadgen.Report) string {
 		if rep == nil || rep.Latency.Count == 0 {
 			return "not run"
 		}
-		return fmt.Sprintf("%.1f / %.1f ms", ms(rep.Latency.P50), ms(rep.Latency.P99))
+		return fmt.Sprintf("%.1f / %.1f ms", harness.Millis(rep.Latency.P50), harness.Millis(rep.Latency.P99))
 	}
 
-	row("accepted events/s, bare-decode (best run)", perSecond(r.Bare), "", "")
+	t.Row("accepted events/s, bare-decode (best run)", perSecond(r.Bare))
 	if len(r.BareRuns) > 1 {
 		runs := make([]string, len(r.BareRuns))
 		for i, rep := range r.BareRuns {
-			runs[i] = groupInt(int64(rep.AcceptedPerSecond))
+			runs[i] = harness.GroupInt(int64(rep.AcceptedPerSecond))
 		}
-		row("  bare-decode runs", strings.Join(runs, ", "), "", "")
+		t.Row("  bare-decode runs", strings.Join(runs, ", "))
 	}
-	goal, v := verdict(targetNameRate)
-	row("accepted events/s, abacusd", perSecond(r.Max), goal, v)
+	t.TargetRow("accepted events/s, abacusd", perSecond(r.Max), r.target(targetNameRate))
 	share := "not measured"
-	if t := r.target(targetNameShare); t.Measured {
-		share = fmt.Sprintf("%.2f", t.Value)
+	if st := r.target(targetNameShare); st.Measured {
+		share = fmt.Sprintf("%.2f", st.Value)
 	}
-	goal, v = verdict(targetNameShare)
-	row("abacusd / bare", share, goal, v)
-	row("batch-ack p50 / p99, bare (best run)", lat(r.Bare), "", "")
-	row("batch-ack p50 / p99, abacusd at max rate", lat(r.Max), "", "")
-	goal, v = verdict(targetNameP99)
-	row("batch-ack p50 / p99, abacusd at half rate", lat(r.Half), goal, v)
+	t.TargetRow("abacusd / bare", share, r.target(targetNameShare))
+	t.Row("batch-ack p50 / p99, bare (best run)", lat(r.Bare))
+	t.Row("batch-ack p50 / p99, abacusd at max rate", lat(r.Max))
+	t.TargetRow("batch-ack p50 / p99, abacusd at half rate", lat(r.Half), r.target(targetNameP99))
 	if r.Half != nil {
-		row("  half rate: target / achieved events/s", fmt.Sprintf("%s / %s", groupInt(int64(r.HalfRate)), groupInt(int64(r.Half.AcceptedPerSecond))), "", "")
+		t.Row("  half rate: target / achieved events/s", fmt.Sprintf("%s / %s", harness.GroupInt(int64(r.HalfRate)), harness.GroupInt(int64(r.Half.AcceptedPerSecond))))
 	}
 	rss := "not measured"
 	if r.RSS.max() > 0 {
 		rss = mib(r.RSS.max())
 	}
-	goal, v = verdict(targetNameRSS)
-	row("abacusd peak RSS (VmHWM, samples)", rss, goal, v)
-	row("  peak VmRSS sampled / 100 ms: max, half", fmt.Sprintf("%s, %s", mib(r.RSS.PeakMax), mib(r.RSS.PeakHalf)), "", "")
+	t.TargetRow("abacusd peak RSS (VmHWM, samples)", rss, r.target(targetNameRSS))
+	t.Row("  peak VmRSS sampled / 100 ms: max, half", fmt.Sprintf("%s, %s", mib(r.RSS.PeakMax), mib(r.RSS.PeakHalf)))
 	for _, p := range []struct {
 		name string
 		rep  *loadgen.Report
@@ -229,12 +186,9 @@ func writeTable(w io.Writer, r *Result) error {
 			continue
 		}
 		c := p.rep.Measured
-		row("  "+p.name+": rejected / unanswered / stream errors", fmt.Sprintf("%s / %s / %d", groupInt(c.Rejected), groupInt(c.Unanswered), sum(p.rep.StreamErrors)), "", "")
+		t.Row("  "+p.name+": rejected / unanswered / stream errors", fmt.Sprintf("%s / %s / %d", harness.GroupInt(c.Rejected), harness.GroupInt(c.Unanswered), sum(p.rep.StreamErrors)))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, b.String())
+	_, err := t.WriteTo(w)
 	return err
 }
 
@@ -251,22 +205,4 @@ func sum(m map[string]int64) int64 {
 		n += v
 	}
 	return n
-}
-
-// groupInt formats n with thousands separators.
-func groupInt(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

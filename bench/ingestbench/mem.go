@@ -8,86 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/abacus-analytics/abacus/internal/devstack"
 )
-
-// child is a long-running process of the benchmark (abacusd, the bare server), supervised by
-// devstack.Process, with its output in a log file.
-type child struct {
-	*devstack.Process
-	name string
-	log  string
-}
-
-// startChild starts cmd with its output appended to logPath unless cmd.Stdout is set. On Linux
-// the kernel kills it when this process dies (devstack.StartProcess).
-func startChild(name string, cmd *exec.Cmd, logPath string) (*child, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = logFile
-	}
-	cmd.Stderr = logFile
-	proc, err := devstack.StartProcess(cmd, syscall.SIGKILL)
-	if err != nil {
-		_ = logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		<-proc.Done()
-		_ = logFile.Close()
-	}()
-	return &child{Process: proc, name: name, log: logPath}, nil
-}
-
-func (c *child) pid() int { return c.Pid() }
-
-// exited reports whether the process has ended, and how.
-func (c *child) exited() (bool, error) { return c.Exited() }
-
-// stop sends SIGTERM and waits up to grace for the process to exit, then kills it. How a
-// process that stopped in time exited does not matter here.
-func (c *child) stop(grace time.Duration) error {
-	if done, _ := c.exited(); done {
-		return nil
-	}
-	if err := c.Stop(syscall.SIGTERM, grace); err != nil {
-		if done, _ := c.exited(); done && !errors.Is(err, devstack.ErrKilled) {
-			return nil
-		}
-		return fmt.Errorf("%s: %w", c.name, err)
-	}
-	return nil
-}
-
-// logTail returns the last lines of the child's log, for an error message.
-func (c *child) logTail() string { return tailFile(c.log, 4096) }
-
-func tailFile(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(st.Size()-n, 0)
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return ""
-	}
-	return string(b)
-}
 
 // Memory figures of a process, in bytes.
 type memStatus struct {
