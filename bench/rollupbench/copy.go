@@ -79,8 +79,9 @@ func copyBaseline(ctx context.Context, stack *harness.Stack, end map[int32]int64
 
 	brokers := stack.KafkaBrokers
 	index := newOffsetIndex()
+	seen := make(map[string]struct{})
 	for i, p := range partitionsOf(end) {
-		rows, err := partitionRows(ctx, brokers, p, end[p], index)
+		rows, err := partitionRows(ctx, brokers, p, end[p], index, seen)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -105,8 +106,11 @@ func copyBaseline(ctx context.Context, stack *harness.Stack, end map[int32]int64
 
 // partitionRows reads partition p back and returns its events as rows of copyColumns, built
 // the way the consumer builds them (the batch's received time for every event, the
-// properties as a JSON object), and adds its records to index.
-func partitionRows(ctx context.Context, brokers []string, p int32, end int64, index *offsetIndex) ([][]any, error) {
+// properties as a JSON object), and adds its records to index. An event whose (tenant,
+// event ID) is in seen is left out, as the consumer stores it only once and the indexed
+// copy's primary key refuses it; the others are added to seen.
+func partitionRows(ctx context.Context, brokers []string, p int32, end int64, index *offsetIndex,
+	seen map[string]struct{}) ([][]any, error) {
 	var rows [][]any
 	err := readPartition(ctx, brokers, p, end, func(r *kgo.Record) error {
 		tenant, b, err := eventlog.Decode(r)
@@ -115,6 +119,11 @@ func partitionRows(ctx context.Context, brokers []string, p int32, end int64, in
 		}
 		received := b.GetReceivedTime().AsTime()
 		for _, ev := range b.GetEvents() {
+			key := string(tenant) + "\x00" + ev.GetEventId()
+			if _, dup := seen[key]; dup {
+				continue
+			}
+			seen[key] = struct{}{}
 			props, err := json.Marshal(ev.GetProperties())
 			if err != nil {
 				return err

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +34,10 @@ import (
 // replays after a crash or rebalance. So claimEvents COPYs the keys it has no
 // reason to doubt, inside a savepoint, and claims the rest with ON CONFLICT.
 // If the COPY fails because a key existed after all, it rolls back to the
-// savepoint and claims those keys with ON CONFLICT too. The unique index
-// decides in every case; the choice of path only changes the cost.
+// savepoint, moves the key PostgreSQL names (by its row) to the ON CONFLICT
+// claims and COPYs the others again, a few times at most, before claiming
+// all of them with ON CONFLICT. The unique index decides in every case; the
+// choice of path only changes the cost.
 //
 // The reason to doubt a key is recentKeys: the keys this process applied
 // lately. A client retry usually lands in the same partition, and so the
@@ -46,29 +50,62 @@ import (
 // one sorted ON CONFLICT statement, which cannot deadlock with another such
 // statement; each deadlock turns one more of the contenders into that form.
 
-// recentKeySlots is the size of the recent-key table: 2^18 fingerprints,
-// 2 MiB, a few seconds of keys at full speed.
-const recentKeySlots = 1 << 18
+// The recent-key table: recentKeySets sets of recentKeyWays fingerprints,
+// 2^22 in all (32 MiB, allocated by the first ApplyBatch), which at 150,000
+// events per second is the last half minute of keys: long after a client
+// retry. A key is forgotten only when newer keys of its set push it out.
+const (
+	recentKeyWays = 4
+	recentKeySets = 1 << 20
+)
 
 // recentKeys remembers fingerprints of recently applied event keys in a
-// fixed, direct-mapped table: a newer key may overwrite an older one, and a
-// lookup can only be wrong by forgetting (a false "new"), never by inventing,
-// short of a 64-bit hash collision. Either mistake costs speed, never
-// correctness. It is safe for concurrent use.
+// fixed, set-associative table: a key is looked up in its set of
+// recentKeyWays slots, and a new key replaces the set's slots in turn. A
+// lookup can only be wrong by forgetting (a false "new"), never by
+// inventing, short of a 64-bit hash collision. Either mistake costs speed,
+// never correctness. It is safe for concurrent use: slots are atomic, and a
+// race between two adds to one set at worst overwrites a key a moment early.
 type recentKeys struct {
+	once  sync.Once
 	slots []atomic.Uint64
+	// next is each set's next slot to replace.
+	next []atomic.Uint32
 }
 
 func newRecentKeys() *recentKeys {
-	return &recentKeys{slots: make([]atomic.Uint64, recentKeySlots)}
+	return &recentKeys{}
+}
+
+// table allocates the table on first use: only the rollup consumer's
+// handles apply batches, and the others never pay for it.
+func (r *recentKeys) table() ([]atomic.Uint64, []atomic.Uint32) {
+	r.once.Do(func() {
+		r.slots = make([]atomic.Uint64, recentKeySets*recentKeyWays)
+		r.next = make([]atomic.Uint32, recentKeySets)
+	})
+	return r.slots, r.next
 }
 
 func (r *recentKeys) contains(fp uint64) bool {
-	return r.slots[fp%recentKeySlots].Load() == fp
+	slots, _ := r.table()
+	set := slots[fp%recentKeySets*recentKeyWays:][:recentKeyWays]
+	for i := range set {
+		if set[i].Load() == fp {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *recentKeys) add(fp uint64) {
-	r.slots[fp%recentKeySlots].Store(fp)
+	if r.contains(fp) {
+		return
+	}
+	slots, next := r.table()
+	s := fp % recentKeySets
+	way := next[s].Add(1) % recentKeyWays
+	slots[s*recentKeyWays+uint64(way)].Store(fp)
 }
 
 // distinctKeys are a batch's distinct (tenant, event ID) keys: the first
@@ -240,6 +277,7 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 		return claimed, false, nil
 	}
 
+	// The COPY's rows are claimed if it succeeds; aggregate them meanwhile.
 	hoped := slices.Concat(claimed, fresh)
 	aggregated := make(chan struct{})
 	go func() {
@@ -248,7 +286,7 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 			aggregate(hoped)
 		}
 	}()
-	copied, err := copyClaims(ctx, tx, layout, b.Events, fresh)
+	copied, conflict, err := copyClaims(ctx, tx, layout, b.Events, fresh)
 	<-aggregated
 	if err != nil {
 		return nil, false, err
@@ -256,7 +294,27 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 	if copied {
 		return hoped, true, nil
 	}
-	c := layout.conflictClaims(b.Events, fresh)
+	// A key existed after all: one this process forgot, or one another
+	// process applied. When PostgreSQL names the row, that key joins the
+	// ON CONFLICT claims and the others are copied again; a few retries
+	// cover a batch with a few such keys without giving up the bulk path.
+	var conflicting []int32
+	for attempt := 1; conflict >= 0 && attempt <= maxCopyRetries; attempt++ {
+		conflicting = append(conflicting, fresh[conflict])
+		fresh = slices.Delete(fresh, conflict, conflict+1)
+		if len(fresh) == 0 {
+			break
+		}
+		if copied, conflict, err = copyClaims(ctx, tx, layout, b.Events, fresh); err != nil {
+			return nil, false, err
+		}
+		if copied {
+			claimed = append(claimed, fresh...)
+			fresh = nil
+			break
+		}
+	}
+	c := layout.conflictClaims(b.Events, append(conflicting, fresh...))
 	var retry pgx.Batch
 	retry.Queue(c.sql, c.args...)
 	br := tx.SendBatch(ctx, &retry)
@@ -270,15 +328,20 @@ func (db *DB) claimEvents(ctx context.Context, tx pgx.Tx, b Batch, offsets offse
 	return claimed, false, nil
 }
 
+// maxCopyRetries bounds how often claimEvents copies a batch's keys again
+// after a COPY failed on a key that existed.
+const maxCopyRetries = 3
+
 // copyClaims COPYs the rows of events[indexes] that claim their keys inside
 // a savepoint. It reports false, with the savepoint rolled back, when a key
-// existed (or was being inserted by a transaction that then committed): the
-// caller claims the keys with ON CONFLICT instead. A deadlock is returned as
-// an error, for ApplyBatch to retry the transaction.
-func copyClaims(ctx context.Context, tx pgx.Tx, layout claimLayout, events []Event, indexes []int32) (bool, error) {
+// existed (or was being inserted by a transaction that then committed), and
+// then the position in indexes of the row that failed, or -1 if the error
+// did not say: the caller claims that key with ON CONFLICT instead. A
+// deadlock is returned as an error, for ApplyBatch to retry the transaction.
+func copyClaims(ctx context.Context, tx pgx.Tx, layout claimLayout, events []Event, indexes []int32) (bool, int, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("claim events: savepoint: %w", err)
+		return false, -1, fmt.Errorf("claim events: savepoint: %w", err)
 	}
 	n, err := copyRows(ctx, sp.Conn().PgConn(), layout.copySQL(), len(indexes), func(buf []byte, j int) []byte {
 		return layout.appendRow(buf, &events[indexes[j]])
@@ -287,19 +350,35 @@ func copyClaims(ctx context.Context, tx pgx.Tx, layout claimLayout, events []Eve
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation {
 			if err := sp.Rollback(ctx); err != nil {
-				return false, fmt.Errorf("claim events: rollback to savepoint: %w", err)
+				return false, -1, fmt.Errorf("claim events: rollback to savepoint: %w", err)
 			}
-			return false, nil
+			return false, copyErrorRow(pgErr, len(indexes)), nil
 		}
-		return false, fmt.Errorf("claim events: copy: %w", err)
+		return false, -1, fmt.Errorf("claim events: copy: %w", err)
 	}
 	if err := copyCount("claim events", n, len(indexes)); err != nil {
-		return false, err
+		return false, -1, err
 	}
 	if err := sp.Commit(ctx); err != nil {
-		return false, fmt.Errorf("claim events: release savepoint: %w", err)
+		return false, -1, fmt.Errorf("claim events: release savepoint: %w", err)
 	}
-	return true, nil
+	return true, -1, nil
+}
+
+// copyErrorRow returns the position among rows of the row a COPY failed on,
+// from the error's context ("COPY events, line 42": lines count rows from 1,
+// also in binary format), or -1 if the context does not name one in range.
+func copyErrorRow(pgErr *pgconn.PgError, rows int) int {
+	_, line, ok := strings.Cut(pgErr.Where, ", line ")
+	if !ok {
+		return -1
+	}
+	line, _, _ = strings.Cut(line, ",")
+	n, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || n < 1 || n > rows {
+		return -1
+	}
+	return n - 1
 }
 
 // readClaims reads a claimStatement's RETURNING rows and appends the

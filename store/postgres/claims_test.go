@@ -49,10 +49,64 @@ func TestRecentKeys(t *testing.T) {
 	require.False(t, r.contains(42))
 	r.add(42)
 	require.True(t, r.contains(42))
-	require.False(t, r.contains(42+recentKeySlots), "same slot, other key")
-	r.add(42 + recentKeySlots)
-	require.False(t, r.contains(42), "a newer key takes the slot: forgetting costs speed, not correctness")
-	require.True(t, r.contains(42+recentKeySlots))
+	// Keys of one set: the set holds recentKeyWays of them, then the oldest
+	// gives way.
+	for i := uint64(1); i < recentKeyWays; i++ {
+		require.False(t, r.contains(42+i*recentKeySets), "same set, other key")
+		r.add(42 + i*recentKeySets)
+	}
+	for i := uint64(0); i < recentKeyWays; i++ {
+		require.True(t, r.contains(42+i*recentKeySets))
+	}
+	r.add(42) // already there: no slot taken
+	r.add(42 + recentKeyWays*recentKeySets)
+	require.False(t, r.contains(42), "the oldest key gives way: forgetting costs speed, not correctness")
+	require.True(t, r.contains(42+recentKeyWays*recentKeySets))
+	require.True(t, r.contains(42+recentKeySets))
+	require.False(t, r.contains(43), "other sets are untouched")
+}
+
+// TestCopyNamesTheConflictingRow: a claim COPY that meets an existing key
+// says which of its rows did, and ApplyBatch, copying the others again,
+// claims every new key and only those.
+func TestCopyNamesTheConflictingRow(t *testing.T) {
+	t.Parallel()
+	db, err := Open(t.Context(), Config{URL: devstacktest.Postgres(t)}, nil)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, Migrate(t.Context(), db))
+	at := time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC)
+	ev := func(id string) Event {
+		return Event{Tenant: "acme", EventID: id, Type: "click", Time: at, ReceivedAt: at}
+	}
+	// Applied by another process: this handle does not remember them.
+	other, err := Open(t.Context(), Config{URL: db.pool.Config().ConnString()}, nil)
+	require.NoError(t, err)
+	t.Cleanup(other.Close)
+	_, err = other.ApplyBatch(t.Context(), Batch{Events: []Event{ev("c"), ev("f"), ev("h")}})
+	require.NoError(t, err)
+
+	events := []Event{ev("a"), ev("b"), ev("c"), ev("d")}
+	tx, err := db.pool.Begin(t.Context())
+	require.NoError(t, err)
+	copied, row, err := copyClaims(t.Context(), tx, claimLayout{keysInEvents: true}, events, []int32{0, 1, 2, 3})
+	require.NoError(t, err)
+	require.False(t, copied)
+	require.Equal(t, 2, row, "the third row, c, exists")
+	require.NoError(t, tx.Rollback(t.Context()))
+
+	// Three existing keys among new ones, more than one retry each.
+	var batch []Event
+	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"} {
+		batch = append(batch, ev(id))
+	}
+	applied, err := db.ApplyBatch(t.Context(), Batch{Events: batch})
+	require.NoError(t, err)
+	require.Equal(t, 6, applied.Inserted)
+	require.Equal(t, 3, applied.Duplicates)
+	var count int64
+	require.NoError(t, db.pool.QueryRow(t.Context(), `SELECT event_count FROM rollups_1m`).Scan(&count))
+	require.EqualValues(t, 9, count)
 }
 
 // TestClaimsCrossedDoubts has two handles claim the same two new keys at the
