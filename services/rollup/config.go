@@ -42,6 +42,10 @@ const (
 	// batch.
 	DefaultApplyLanes = 2
 
+	// DefaultSketchInterval is how often the hourly and daily unique-user
+	// sketches are merged when Config.SketchInterval is zero.
+	DefaultSketchInterval = time.Second
+
 	// DefaultWatermarkInterval is how often partition watermarks are proved
 	// and stored when Config.WatermarkInterval is zero.
 	DefaultWatermarkInterval = time.Second
@@ -120,6 +124,12 @@ type Config struct {
 	// [DefaultWatermarkInterval].
 	WatermarkInterval time.Duration
 
+	// SketchInterval is how often the consumer merges the pending hourly and
+	// daily unique-user sketches from the finer rollups
+	// ([postgres.DB.MergeCoarseSketches]); batches only mark them pending.
+	// Default [DefaultSketchInterval].
+	SketchInterval time.Duration
+
 	// Notifier, when set, is told which rollup buckets each committed batch
 	// changed (see [Notifier] and [RedisNotifier]). Notifications are sent
 	// from a goroutine of their own and are best effort: a slow or failing
@@ -176,6 +186,9 @@ func (c Config) Validate() error {
 	if c.ApplyLanes < 0 || c.ApplyLanes > maxApplyLanes {
 		bad("apply lanes is %d, must be 0-%d", c.ApplyLanes, maxApplyLanes)
 	}
+	if c.SketchInterval < 0 {
+		bad("sketch interval is %s, must not be negative", c.SketchInterval)
+	}
 	if c.WatermarkInterval < 0 {
 		bad("watermark interval is %s, must not be negative", c.WatermarkInterval)
 	}
@@ -198,6 +211,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ApplyLanes == 0 {
 		c.ApplyLanes = DefaultApplyLanes
+	}
+	if c.SketchInterval == 0 {
+		c.SketchInterval = DefaultSketchInterval
 	}
 	if c.WatermarkInterval == 0 {
 		c.WatermarkInterval = DefaultWatermarkInterval

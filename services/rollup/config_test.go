@@ -33,11 +33,11 @@ func TestConfigValidate(t *testing.T) {
 			cfg: Config{
 				Brokers: []string{"a:9092", ""}, MaxPollRecords: -1, MaxBatchEvents: -1,
 				SessionTimeout: -1, RebalanceTimeout: -1, HeartbeatInterval: -1, RetryBackoff: -1, LagInterval: -1,
-				WatermarkInterval: -1, ApplyLanes: -1,
+				WatermarkInterval: -1, ApplyLanes: -1, SketchInterval: -1,
 			},
 			want: []string{
 				"broker 1 is empty", "max poll records", "max batch events", "session timeout", "rebalance timeout",
-				"heartbeat interval is", "retry backoff", "lag interval", "watermark interval", "apply lanes",
+				"heartbeat interval is", "retry backoff", "lag interval", "watermark interval", "apply lanes", "sketch interval",
 			},
 		},
 		{
@@ -78,6 +78,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, DefaultLagInterval, got.LagInterval)
 	require.Equal(t, DefaultWatermarkInterval, got.WatermarkInterval)
 	require.Equal(t, DefaultApplyLanes, got.ApplyLanes)
+	require.Equal(t, DefaultSketchInterval, got.SketchInterval)
 	require.Zero(t, got.HeartbeatInterval, "the Kafka client's default")
 
 	short := Config{Brokers: []string{"a:9092"}, SessionTimeout: 1500 * time.Millisecond}.withDefaults()

@@ -32,6 +32,9 @@ type Store interface {
 	// AdvanceWatermarks stores the watermarks of partitions generation
 	// still owns (others are left alone).
 	AdvanceWatermarks(ctx context.Context, group, topic string, generation int32, watermarks map[int32]time.Time) error
+	// MergeCoarseSketches rebuilds up to limit pending hourly and daily
+	// unique-user sketches each and returns how many it merged.
+	MergeCoarseSketches(ctx context.Context, limit int) (int, error)
 }
 
 var _ Store = (*postgres.DB)(nil)
@@ -133,6 +136,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
 	loops.Go(func() { c.lagLoop(loopCtx, cl) })
+	loops.Go(func() { c.sketchLoop(loopCtx) })
 	if c.changes != nil {
 		loops.Go(func() { c.notifyLoop(loopCtx) })
 	}

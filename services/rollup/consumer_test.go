@@ -31,7 +31,8 @@ const (
 	mLag     = "abacus_rollup_partition_lag"
 	mFenced  = "abacus_rollup_fenced_batches_total"
 
-	mWatermarkAge = "abacus_rollup_watermark_age_seconds"
+	mWatermarkAge   = "abacus_rollup_watermark_age_seconds"
+	mSketchesMerged = "abacus_rollup_coarse_sketches_merged_total"
 )
 
 func TestNew(t *testing.T) {
@@ -86,6 +87,7 @@ func TestConsumer_CountsEveryTenantExactlyOnce(t *testing.T) {
 	valued := []*ingestv1.Event{rolluptest.Event("v1"), rolluptest.Event("v2"), rolluptest.Event("v3")}
 	valued[0].Value, valued[1].Value = &one, &two
 	valued[2].Type = "checkout"
+	valued[0].UserId, valued[2].UserId = "u1", "u2" // users: their hours and days get sketches
 	env.Produce(t, 1, "globex", valued...)
 	want["globex"] += 3
 	records++
@@ -105,6 +107,17 @@ func TestConsumer_CountsEveryTenantExactlyOnce(t *testing.T) {
 	require.Zero(t, r.Metric(mEvents, "result", "duplicate"))
 	require.Zero(t, r.Metric(mRecords, "result", "poison"))
 	require.Greater(t, r.Metric(mBatch), 1.0, "several batches")
+
+	// The hourly and daily unique-user sketches the batches left pending
+	// are merged in the background.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var pending int
+		assert.NoError(c, env.DB.Pool().QueryRow(t.Context(),
+			`SELECT (SELECT count(*) FROM rollups_1h WHERE users_pending) + (SELECT count(*) FROM rollups_1d WHERE users_pending)`,
+		).Scan(&pending))
+		assert.Zero(c, pending)
+		assert.Positive(c, r.Metric(mSketchesMerged))
+	}, rolluptest.Wait, rolluptest.Tick)
 
 	// Per-tenant reads see only their tenant's rows.
 	for _, tenant := range tenants {
@@ -420,4 +433,8 @@ func (nopStore) ClaimPartitions(context.Context, string, string, int32, []int32)
 
 func (nopStore) AdvanceWatermarks(context.Context, string, string, int32, map[int32]time.Time) error {
 	return nil
+}
+
+func (nopStore) MergeCoarseSketches(context.Context, int) (int, error) {
+	return 0, nil
 }

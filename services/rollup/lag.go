@@ -317,3 +317,37 @@ func (c *Consumer) proveWatermarks(ctx context.Context, adm *kadm.Client, cl *kg
 	}
 	c.progress.markStored(eventlog.Topic, marks, time.Now())
 }
+
+// sketchMergeLimit is how many pending rows of each coarse level one merge
+// transaction rebuilds.
+const sketchMergeLimit = 500
+
+// sketchLoop merges the pending hourly and daily unique-user sketches every
+// Config.SketchInterval until ctx ends, each time until none is left that
+// can be merged. A failure is logged and tried again at the next tick;
+// readers of a pending row merge the finer rows themselves meanwhile.
+func (c *Consumer) sketchLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.SketchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			n, err := c.store.MergeCoarseSketches(ctx, sketchMergeLimit)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.m.sketchFailures.Inc()
+					c.logger.DebugContext(ctx, "rollup sketch merge failed", slog.Any("error", err))
+				}
+				break
+			}
+			c.m.sketchesMerged.Add(float64(n))
+			if n < sketchMergeLimit {
+				break
+			}
+		}
+	}
+}

@@ -24,6 +24,8 @@ type metrics struct {
 	notifyFailures  *prometheus.CounterVec // reason: publish | overflow
 	notified        prometheus.Counter
 	watermarkAge    prometheus.Gauge
+	sketchesMerged  prometheus.Counter
+	sketchFailures  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -81,6 +83,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "abacus_rollup_watermark_age_seconds",
 			Help: "Age of the oldest watermark this member stored for the partitions it owns: every event accepted before now minus this many seconds is in the rollups. Set each time watermarks are stored.",
 		}),
+		sketchesMerged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_rollup_coarse_sketches_merged_total",
+			Help: "Hourly and daily unique-user sketches rebuilt from the finer rollups after batches marked them pending.",
+		}),
+		sketchFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_rollup_coarse_sketch_merge_failures_total",
+			Help: "Failed merges of pending hourly and daily sketches; each is tried again a sketch interval later, and queries merge the finer sketches meanwhile.",
+		}),
 		notified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_rollup_notified_buckets_total",
 			Help: "Changed rollup buckets handed to the notifier successfully (repeats of a bucket waiting in the queue count once).",
@@ -93,6 +103,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.events, m.records, m.batchSeconds, m.dbFailures, m.dbFailing,
 		m.fenced, m.deadLetterFails, m.commitFailures, m.lag,
 		m.eventsPerSecond, m.claims, m.notifyFailures, m.notified, m.watermarkAge,
+		m.sketchesMerged, m.sketchFailures,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("rollup: register metrics"), err)

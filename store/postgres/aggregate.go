@@ -41,8 +41,10 @@ type rollupKey struct {
 type rollupAgg struct {
 	count, valueCount int64
 	sum, min, max     float64
-	// users is nil while no event of the bucket had a user ID.
-	users *hyperloglog.Sketch
+	// users is nil while no event of the bucket had a user ID, and on the
+	// coarse levels, which only note hasUsers.
+	users    *hyperloglog.Sketch
+	hasUsers bool
 }
 
 // levelRollups are one rollup table's rows touched by a batch, sorted by key,
@@ -59,6 +61,8 @@ type levelRollups struct {
 	sketches    []*hyperloglog.Sketch
 	// encoded are the sketches as sent; nil where sketches is nil.
 	encoded [][]byte
+	// pending marks the rows whose bucket got users (coarse levels).
+	pending []bool
 }
 
 // aggregate adds up the claimed events per rollup row of every level.
@@ -99,7 +103,7 @@ func aggregate(events []Event, claimed []int32) ([numLevels]levelRollups, error)
 				lastGroup[l][bucket] = a
 				rows[l]++
 			}
-			a.add(e.Value, e.UserID != "", userHash)
+			a.add(e.Value, e.UserID != "", !levels[l].coarse, userHash)
 		}
 	}
 	var out [numLevels]levelRollups
@@ -119,8 +123,9 @@ func aggregate(events []Event, claimed []int32) ([numLevels]levelRollups, error)
 	return out, nil
 }
 
-// add adds one event: its value if it has one, its user if it has one.
-func (a *rollupAgg) add(value *float64, hasUser bool, userHash uint64) {
+// add adds one event: its value if it has one, and its user if it has one,
+// to the sketch if sketch is set.
+func (a *rollupAgg) add(value *float64, hasUser, sketch bool, userHash uint64) {
 	a.count++
 	if value != nil {
 		v := *value
@@ -132,7 +137,8 @@ func (a *rollupAgg) add(value *float64, hasUser bool, userHash uint64) {
 		a.valueCount++
 		a.sum += v
 	}
-	if hasUser {
+	a.hasUsers = a.hasUsers || hasUser
+	if hasUser && sketch {
 		if a.users == nil {
 			a.users = newSketch()
 		}
@@ -148,7 +154,7 @@ func levelRollupsOf(aggs map[rollupKey]*rollupAgg) (levelRollups, error) {
 		keys: make([]rollupKey, 0, n), tenants: make([]string, n), types: make([]string, n),
 		buckets: make([]time.Time, n), counts: make([]int64, n), sums: make([]float64, n),
 		valueCounts: make([]int64, n), mins: make([]*float64, n), maxes: make([]*float64, n),
-		sketches: make([]*hyperloglog.Sketch, n), encoded: make([][]byte, n),
+		sketches: make([]*hyperloglog.Sketch, n), encoded: make([][]byte, n), pending: make([]bool, n),
 	}
 	for k := range aggs {
 		r.keys = append(r.keys, k)
@@ -161,6 +167,7 @@ func levelRollupsOf(aggs map[rollupKey]*rollupAgg) (levelRollups, error) {
 		if a.valueCount > 0 {
 			r.mins[i], r.maxes[i] = &a.min, &a.max
 		}
+		r.pending[i] = a.hasUsers
 		if a.users != nil {
 			enc, err := encodeSketch(a.users)
 			if err != nil {
@@ -192,17 +199,22 @@ type sketchMerge struct {
 }
 
 // writeRollups upserts every level's rows (one pipelined round trip), merges
-// the batch's sketches into the stored ones the upserts returned, and writes
-// back those that changed (another round trip). The rows stay locked from
-// their upsert to COMMIT, so no other batch can change a sketch between its
-// read and its write-back.
+// the batch's minute sketches into the stored ones the upsert returned, and
+// writes back those that changed (another round trip). The rows stay locked
+// from their upsert to COMMIT, so no other batch can change a sketch between
+// its read and its write-back. The hour and day upserts only mark their rows
+// users_pending (see coarse.go).
 func writeRollups(ctx context.Context, tx pgx.Tx, rollups *[numLevels]levelRollups) error {
 	levels := rollupLevels()
 	var batch pgx.Batch
 	for l := range levels {
 		r := &rollups[l]
+		last := any(r.encoded)
+		if levels[l].coarse {
+			last = r.pending
+		}
 		batch.Queue(levels[l].sqlUpsert, r.tenants, r.types, r.buckets, r.counts, r.sums,
-			r.valueCounts, r.mins, r.maxes, r.encoded)
+			r.valueCounts, r.mins, r.maxes, last)
 	}
 	var merges []sketchMerge
 	err := func() error {
@@ -210,7 +222,12 @@ func writeRollups(ctx context.Context, tx pgx.Tx, rollups *[numLevels]levelRollu
 		defer br.Close()
 		for l := range levels {
 			var err error
-			if merges, err = readUpserted(br, l, &rollups[l], merges); err != nil {
+			if levels[l].coarse {
+				_, err = br.Exec()
+			} else {
+				merges, err = readUpserted(br, l, &rollups[l], merges)
+			}
+			if err != nil {
 				return fmt.Errorf("upsert %s: %w", levels[l].table, err)
 			}
 		}

@@ -87,11 +87,16 @@
 //     HyperLogLog sketch of their user IDs (sketch.go).
 //  3. On TimescaleDB, COPY the claimed events into events.
 //  4. Upsert those aggregates into rollups_1m, rollups_1h and rollups_1d,
-//     which locks the touched rows until COMMIT and returns their stored
-//     sketches; merge the batch's sketch into each in Go and write back the
-//     ones that changed. PostgreSQL cannot merge sketches, and the row lock
-//     taken by the upsert is what keeps two consumers touching the same
-//     bucket from losing either's users.
+//     which locks the touched rows until COMMIT. The minute upsert returns
+//     the stored sketches; the batch's sketch is merged into each in Go and
+//     the ones that changed are written back. PostgreSQL cannot merge
+//     sketches, and the row lock taken by the upsert is what keeps two
+//     consumers touching the same minute from losing either's users. The
+//     hour and day rows are only marked users_pending: rewriting their
+//     large sketches in every batch cost more than the rest of the batch.
+//     [DB.MergeCoarseSketches], which the rollup consumers run every
+//     second, rebuilds them from the finer rows (coarse.go), and a query of
+//     a pending row merges the finer sketches itself.
 //
 // Then COMMIT. Raw events, dedup keys, rollups and offsets become visible
 // together or not at all, so a crash at any point either replays the batch

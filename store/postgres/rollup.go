@@ -221,6 +221,30 @@ SET event_count = r.event_count + EXCLUDED.event_count,
     updated_at  = EXCLUDED.updated_at
 RETURNING r.tenant_id, r.event_type, r.bucket, r.users_hll`
 
+	// sqlUpsertCoarseHead + table + sqlUpsertCoarseTail is sqlUpsertRollups
+	// for the hourly and daily rollups, whose sketches DB.MergeCoarseSketches
+	// rebuilds later from the finer rows: it adds the counts and values and
+	// marks a row users_pending when the batch added users to its bucket.
+	sqlUpsertCoarseHead = `
+INSERT INTO `
+	sqlUpsertCoarseTail = ` AS r (tenant_id, event_type, bucket, event_count, value_sum, value_count,
+                       value_min, value_max, users_pending, updated_at)
+SELECT t.tenant_id, t.event_type, t.bucket, t.event_count, t.value_sum, t.value_count,
+       t.value_min, t.value_max, t.users_pending, now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::double precision[],
+            $6::bigint[], $7::double precision[], $8::double precision[], $9::boolean[]) WITH ORDINALITY
+     AS t (tenant_id, event_type, bucket, event_count, value_sum, value_count,
+           value_min, value_max, users_pending, ord)
+ORDER BY t.ord
+ON CONFLICT (tenant_id, event_type, bucket) DO UPDATE
+SET event_count   = r.event_count + EXCLUDED.event_count,
+    value_sum     = r.value_sum + EXCLUDED.value_sum,
+    value_count   = r.value_count + EXCLUDED.value_count,
+    value_min     = least(r.value_min, EXCLUDED.value_min),
+    value_max     = greatest(r.value_max, EXCLUDED.value_max),
+    users_pending = r.users_pending OR EXCLUDED.users_pending,
+    updated_at    = EXCLUDED.updated_at`
+
 	// sqlUpdateSketchesHead + table + sqlUpdateSketchesTail writes merged
 	// sketches back to rows the same transaction's upsert has locked.
 	sqlUpdateSketchesHead = `
@@ -278,9 +302,13 @@ const maxDeadlockRetries = 3
 
 // rollupLevel is one rollup table: its bucket width and its statements.
 type rollupLevel struct {
-	table     string
-	step      time.Duration
+	table string
+	step  time.Duration
+	// coarse levels (hours, days) get their sketches from
+	// DB.MergeCoarseSketches; ApplyBatch only marks them users_pending.
+	coarse    bool
 	sqlUpsert string
+	// sqlSketch writes merged sketches back (the minute level only).
 	sqlSketch string
 }
 
@@ -302,14 +330,12 @@ func rollupLevels() [numLevels]rollupLevel {
 			sqlSketch: sqlUpdateSketchesHead + "rollups_1m" + sqlUpdateSketchesTail,
 		},
 		level1h: {
-			table: "rollups_1h", step: time.Hour,
-			sqlUpsert: sqlUpsertRollupsHead + "rollups_1h" + sqlUpsertRollupsTail,
-			sqlSketch: sqlUpdateSketchesHead + "rollups_1h" + sqlUpdateSketchesTail,
+			table: "rollups_1h", step: time.Hour, coarse: true,
+			sqlUpsert: sqlUpsertCoarseHead + "rollups_1h" + sqlUpsertCoarseTail,
 		},
 		level1d: {
-			table: "rollups_1d", step: 24 * time.Hour,
-			sqlUpsert: sqlUpsertRollupsHead + "rollups_1d" + sqlUpsertRollupsTail,
-			sqlSketch: sqlUpdateSketchesHead + "rollups_1d" + sqlUpdateSketchesTail,
+			table: "rollups_1d", step: 24 * time.Hour, coarse: true,
+			sqlUpsert: sqlUpsertCoarseHead + "rollups_1d" + sqlUpsertCoarseTail,
 		},
 	}
 }
@@ -323,8 +349,10 @@ func rollupLevels() [numLevels]rollupLevel {
 // therefore changes nothing but the offsets (and updated_at).
 //
 // The claimed events are stored in events and added to rollups_1m,
-// rollups_1h and rollups_1d: count, value sum/count/min/max, and their user
-// IDs to each row's unique-user sketch, merged under the row's lock.
+// rollups_1h and rollups_1d: count and value sum/count/min/max. Their user
+// IDs go into the minute rows' unique-user sketches, merged under the row's
+// lock; the hour and day rows they fall in are marked users_pending, and
+// [DB.MergeCoarseSketches] rebuilds their sketches later.
 //
 // Cost: a fixed number of round trips whatever the batch size (BEGIN; the
 // offsets and the claims of recently seen keys, pipelined; the other claims

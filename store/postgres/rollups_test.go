@@ -30,11 +30,18 @@ type levelRow struct {
 	UpdatedAt    time.Time
 }
 
+// readLevel reads a rollup table. HasUsers is true for a row with a sketch
+// or, in the hourly and daily tables, one whose sketch is pending (see
+// DB.MergeCoarseSketches): either way its bucket has users.
 func readLevel(t *testing.T, db *postgres.DB, table string) []levelRow {
 	t.Helper()
+	hasUsers := `users_hll IS NOT NULL`
+	if table != "rollups_1m" {
+		hasUsers += ` OR users_pending`
+	}
 	rows, err := db.Pool().Query(t.Context(), `
 SELECT tenant_id, event_type, bucket, event_count, value_sum, value_count, value_min, value_max,
-       users_hll IS NOT NULL, updated_at
+       `+hasUsers+`, updated_at
 FROM `+table+` ORDER BY tenant_id, event_type, bucket`)
 	require.NoError(t, err)
 	defer rows.Close()
@@ -273,26 +280,36 @@ func TestUniqueUsersDayIsMergeOfHoursAndMinutes(t *testing.T) {
 		require.Equal(t, day, last.Time)
 		return last
 	}
-	fromDay := dayPoint(day)                       // rollups_1d
-	fromHours := dayPoint(day.Add(-time.Hour))     // rollups_1h: not day-aligned
-	fromMinutes := dayPoint(day.Add(-time.Minute)) // rollups_1m: not hour-aligned
-	require.Equal(t, fromDay, fromHours)
-	require.Equal(t, fromDay, fromMinutes)
+	check := func(stage string) {
+		fromDay := dayPoint(day)                       // rollups_1d
+		fromHours := dayPoint(day.Add(-time.Hour))     // rollups_1h: not day-aligned
+		fromMinutes := dayPoint(day.Add(-time.Minute)) // rollups_1m: not hour-aligned
+		require.Equal(t, fromDay, fromHours, stage)
+		require.Equal(t, fromDay, fromMinutes, stage)
 
-	var exact float64
-	require.NoError(t, db.Pool().QueryRow(t.Context(),
-		`SELECT count(DISTINCT user_id) FROM events WHERE tenant_id = 'acme'`).Scan(&exact))
-	require.InDelta(t, exact, fromDay.Value, 3*postgres.UniqueUsersRelativeError*exact)
+		var exact float64
+		require.NoError(t, db.Pool().QueryRow(t.Context(),
+			`SELECT count(DISTINCT user_id) FROM events WHERE tenant_id = 'acme'`).Scan(&exact))
+		require.InDelta(t, exact, fromDay.Value, 3*postgres.UniqueUsersRelativeError*exact, stage)
 
-	// The same holds per hour: rollups_1h against the merge of its minutes.
-	fromHourRows, err := db.TimeSeries(t.Context(), "acme", "click", postgres.MetricUniqueUsers,
-		day, day.Add(24*time.Hour), postgres.GranularityHour)
-	require.NoError(t, err)
-	fromMinuteRows, err := db.TimeSeries(t.Context(), "acme", "click", postgres.MetricUniqueUsers,
-		day.Add(-time.Minute), day.Add(24*time.Hour), postgres.GranularityHour)
-	require.NoError(t, err)
-	require.Len(t, fromHourRows, 24)
-	require.Equal(t, fromHourRows, fromMinuteRows, "no events the day before, so no extra point")
+		// The same holds per hour: rollups_1h against the merge of its minutes.
+		fromHourRows, err := db.TimeSeries(t.Context(), "acme", "click", postgres.MetricUniqueUsers,
+			day, day.Add(24*time.Hour), postgres.GranularityHour)
+		require.NoError(t, err)
+		fromMinuteRows, err := db.TimeSeries(t.Context(), "acme", "click", postgres.MetricUniqueUsers,
+			day.Add(-time.Minute), day.Add(24*time.Hour), postgres.GranularityHour)
+		require.NoError(t, err)
+		require.Len(t, fromHourRows, 24, stage)
+		require.Equal(t, fromHourRows, fromMinuteRows, "%s: no events the day before, so no extra point", stage)
+	}
+	// Before the coarse sketches are merged, a query merges the finer ones
+	// itself; afterwards it reads the merged ones; the answers agree.
+	require.Equal(t, 24, pendingRows(t, db, "rollups_1h"))
+	check("pending")
+	mergeCoarse(t, db)
+	require.Zero(t, pendingRows(t, db, "rollups_1h"))
+	require.Zero(t, pendingRows(t, db, "rollups_1d"))
+	check("merged")
 }
 
 // TestLateEventUpdatesEveryLevel: an event hours late lands in its own
@@ -541,7 +558,7 @@ VALUES ('acme', 'click', '2026-03-14 15:09:00Z', 3, 7.5, 2, 2.5, 5),
 	days = readLevel(t, db, "rollups_1d")
 	require.Equal(t, int64(5), days[0].Count)
 	require.Equal(t, 1.0, *days[0].Min)
-	require.True(t, days[0].HasUsers, "a row without a sketch takes the batch's")
+	require.True(t, days[0].HasUsers, "a row without users gets them")
 	points, err := db.TimeSeries(t.Context(), "acme", "click", postgres.MetricUniqueUsers, day, day.Add(24*time.Hour), postgres.GranularityDay)
 	require.NoError(t, err)
 	require.Equal(t, []postgres.Point{{Time: day, Value: 1}}, contents(t, points))

@@ -85,9 +85,14 @@ ORDER BY 1`
 		return selectBucket + `max(updated_at), ` + `max(value_max)` + from + table + where + withValues + group
 	case MetricUniqueUsers:
 		// One row per rollup bucket, in time order: TimeSeries merges the
-		// sketches of each requested bucket in Go.
-		return selectBucket + `updated_at, users_hll` + from + table + where + `
-  AND users_hll IS NOT NULL
+		// sketches of each requested bucket in Go, and those of the finer
+		// rows of a pending hour or day (see coarse.go).
+		pending := `false`
+		if table != "rollups_1m" {
+			pending = `users_pending`
+		}
+		return selectBucket + `updated_at, users_hll, ` + pending + `, bucket` + from + table + where + `
+  AND (users_hll IS NOT NULL OR ` + pending + `)
 ORDER BY 1`
 	default:
 		panic("postgres: seriesSQL: unknown metric " + metric)
@@ -164,7 +169,7 @@ func (db *DB) TimeSeries(ctx context.Context, tenant tenancy.ID, eventType, metr
 	}
 	var points []Point
 	if metric == MetricUniqueUsers {
-		points, err = uniqueUserPoints(ctx, rows)
+		points, err = db.uniqueUserPoints(ctx, rows, level, tenant, eventType)
 	} else {
 		points, err = valuePoints(rows)
 	}
@@ -196,16 +201,20 @@ func valuePoints(rows pgx.Rows) ([]Point, error) {
 
 // uniqueUserPoints merges the sketches of each bucket, which arrive in time
 // order, and estimates their users. Only one bucket's sketch is in memory at
-// a time. The work is in Go, past the server's statement timeout (a dense
-// sketch takes about 2 ms to decode and estimate), so it stops when ctx ends.
-func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
+// a time. A pending hour or day row (see coarse.go) stands for the merge of
+// its finer rows, read then. The work is in Go, past the server's statement
+// timeout (a dense sketch takes about 2 ms to decode and estimate), so it
+// stops when ctx ends.
+func (db *DB) uniqueUserPoints(ctx context.Context, rows pgx.Rows, level rollupLevel, tenant tenancy.ID,
+	eventType string) ([]Point, error) {
 	defer rows.Close()
 	var (
-		points        []Point
-		at, updated   time.Time
-		users         *hyperloglog.Sketch
-		stored        []byte
-		t, rowUpdated time.Time
+		points                []Point
+		at, updated           time.Time
+		users                 *hyperloglog.Sketch
+		stored                []byte
+		pending               bool
+		t, rowUpdated, bucket time.Time
 	)
 	flush := func() {
 		if users != nil {
@@ -216,23 +225,25 @@ func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := rows.Scan(&t, &rowUpdated, &stored); err != nil {
+		stored = nil
+		if err := rows.Scan(&t, &rowUpdated, &stored, &pending, &bucket); err != nil {
 			return nil, err
-		}
-		sk, err := decodeSketch(stored)
-		if err != nil {
-			return nil, fmt.Errorf("bucket %s: %w", t.UTC().Format(time.RFC3339), err)
 		}
 		if users == nil || !t.Equal(at) {
 			flush()
-			at, users, updated = t, sk, rowUpdated
-			continue
+			at, users, updated = t, nil, rowUpdated
 		}
 		if rowUpdated.After(updated) {
 			updated = rowUpdated
 		}
-		if err := users.Merge(sk); err != nil {
-			return nil, fmt.Errorf("bucket %s: %w: %w", t.UTC().Format(time.RFC3339), errBadSketch, err)
+		var err error
+		if pending {
+			err = db.mergePending(ctx, &users, level, tenant, eventType, bucket)
+		} else {
+			err = mergeInto(&users, stored)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", t.UTC().Format(time.RFC3339), err)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -240,4 +251,37 @@ func uniqueUserPoints(ctx context.Context, rows pgx.Rows) ([]Point, error) {
 	}
 	flush()
 	return points, nil
+}
+
+// mergePending merges into *dst the users of a pending coarse row: those of
+// its finer rows, read now. A day whose hours are pending too is read from
+// its minutes.
+func (db *DB) mergePending(ctx context.Context, dst **hyperloglog.Sketch, level rollupLevel, tenant tenancy.ID,
+	eventType string, bucket time.Time) error {
+	from := coarseHours
+	if level.step > time.Hour {
+		from = coarseDays
+	}
+	keys := coarseKeys{tenants: []string{string(tenant)}, types: []string{eventType}, buckets: []time.Time{bucket}}
+	for {
+		sketches, complete, err := finerSketches(ctx, db.pool, from, keys)
+		if err != nil {
+			return err
+		}
+		if !complete[0] {
+			from = coarseDaysFromMinutes
+			continue
+		}
+		if sketches[0] == nil {
+			return nil
+		}
+		if *dst == nil {
+			*dst = sketches[0]
+			return nil
+		}
+		if err := (*dst).Merge(sketches[0]); err != nil {
+			return fmt.Errorf("%w: %w", errBadSketch, err)
+		}
+		return nil
+	}
 }
