@@ -102,7 +102,7 @@ func Default() Config {
 		AuthFailureRate:      1,
 		AuthFailureBurst:     20,
 		RollupApplyLanes:     2,
-		RollupMaxBatchEvents: 10000,
+		RollupMaxBatchEvents: 20000,
 	}
 }
 

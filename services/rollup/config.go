@@ -21,7 +21,7 @@ const (
 
 	// DefaultMaxBatchEvents bounds the events of one database transaction
 	// when Config.MaxBatchEvents is zero.
-	DefaultMaxBatchEvents = 10_000
+	DefaultMaxBatchEvents = 20_000
 
 	// DefaultRetryBackoff is the first delay before retrying a failed
 	// database or dead-letter write when Config.RetryBackoff is zero.
