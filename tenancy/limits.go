@@ -41,6 +41,16 @@ type Limits struct {
 	QueryRequestsPerSecond float64
 	// KafkaShards is how many record keys (and so partitions) the tenant's events spread over.
 	KafkaShards int
+	// RawRetention is how long raw events are kept, by event time. A raw event is also the
+	// event's dedup key, so it must outlive every chance of the same event being accepted or
+	// applied again: deleting it while a retry of the event can still be accepted (its time is
+	// within TimestampPastWindow) or is still on its way through Kafka would let a duplicate count
+	// twice. Hence at least TimestampPastWindow + [RetentionDedupMargin]; replays of Kafka records
+	// kept longer than RawRetention - TimestampPastWindow can still count again.
+	RawRetention time.Duration
+	// RollupRetention is how long rollups are kept: a rollup row goes once all of its bucket is
+	// older. At least RawRetention, so no rollup is lost while its raw events are still kept.
+	RollupRetention time.Duration
 }
 
 // The bounds every limit must respect, whoever sets it. They match the validation rules of
@@ -55,7 +65,18 @@ const (
 	MinRate  = 1e-5
 	MaxRate  = 1e7
 	MaxBurst = 1 << 53
+	// RetentionDedupMargin is how much longer than TimestampPastWindow raw events are kept at
+	// least: the time an accepted event may wait in Kafka before the rollup consumer applies it,
+	// plus clock skew between nodes.
+	RetentionDedupMargin = 24 * time.Hour
+	// MaxRawRetention and MaxRollupRetention bound the retentions: 10 and 20 years of 365.25 days
+	// (the year google.protobuf.Duration's own range is defined in).
+	MaxRawRetention    = 10 * year
+	MaxRollupRetention = 20 * year
 )
+
+// year is 365.25 days.
+const year = 8766 * time.Hour
 
 // DefaultLimits are the limits of a tenant without overrides when the operator configured none.
 func DefaultLimits() Limits {
@@ -72,6 +93,8 @@ func DefaultLimits() Limits {
 		MonthlyEventQuotaSoft:  0,
 		QueryRequestsPerSecond: 50,
 		KafkaShards:            1,
+		RawRetention:           90 * 24 * time.Hour,
+		RollupRetention:        2 * year,
 	}
 }
 
@@ -95,6 +118,12 @@ func (l Limits) Validate() error {
 	check(l.MonthlyEventQuotaSoft >= 0, "monthly event quota soft threshold must not be negative, got %d", l.MonthlyEventQuotaSoft)
 	check(l.QueryRequestsPerSecond >= MinRate && l.QueryRequestsPerSecond <= MaxRate, "query requests per second must be %g-%g, got %v", MinRate, MaxRate, l.QueryRequestsPerSecond)
 	check(l.KafkaShards >= 1 && l.KafkaShards <= MaxKafkaShards, "kafka shards must be 1-%d, got %d", MaxKafkaShards, l.KafkaShards)
+	// Compared without adding, so that no window, however large, can overflow the sum.
+	check(l.RawRetention >= RetentionDedupMargin && l.RawRetention-RetentionDedupMargin >= l.TimestampPastWindow,
+		"raw retention must be at least the timestamp past window (%v) + %v, got %v", l.TimestampPastWindow, RetentionDedupMargin, l.RawRetention)
+	check(l.RawRetention <= MaxRawRetention, "raw retention must be at most %v, got %v", MaxRawRetention, l.RawRetention)
+	check(l.RollupRetention >= l.RawRetention, "rollup retention must be at least the raw retention (%v), got %v", l.RawRetention, l.RollupRetention)
+	check(l.RollupRetention <= MaxRollupRetention, "rollup retention must be at most %v, got %v", MaxRollupRetention, l.RollupRetention)
 	return errors.Join(errs...)
 }
 
@@ -113,6 +142,8 @@ type LimitOverrides struct {
 	MonthlyEventQuotaSoft  *int64         `json:"monthly_event_quota_soft,omitempty"`
 	QueryRequestsPerSecond *float64       `json:"query_requests_per_second,omitempty"`
 	KafkaShards            *int           `json:"kafka_shards,omitempty"`
+	RawRetention           *time.Duration `json:"raw_retention,omitempty"`
+	RollupRetention        *time.Duration `json:"rollup_retention,omitempty"`
 }
 
 // Apply returns base with the overrides set in o.
@@ -129,6 +160,8 @@ func (o LimitOverrides) Apply(base Limits) Limits {
 	set(&base.MonthlyEventQuotaSoft, o.MonthlyEventQuotaSoft)
 	set(&base.QueryRequestsPerSecond, o.QueryRequestsPerSecond)
 	set(&base.KafkaShards, o.KafkaShards)
+	set(&base.RawRetention, o.RawRetention)
+	set(&base.RollupRetention, o.RollupRetention)
 	return base
 }
 
@@ -285,6 +318,12 @@ func (o *Overrides) MonthlyQuota(id ID) (hard, soft int64) {
 
 // KafkaShards is how many record keys the tenant's events spread over.
 func (o *Overrides) KafkaShards(id ID) int { return o.For(id).KafkaShards }
+
+// Retention is how long the tenant's raw events and rollups are kept.
+func (o *Overrides) Retention(id ID) (raw, rollup time.Duration) {
+	l := o.For(id)
+	return l.RawRetention, l.RollupRetention
+}
 
 // MonthPeriod returns the quota period containing t: the calendar month in UTC, [start, end).
 func MonthPeriod(t time.Time) (start, end time.Time) {

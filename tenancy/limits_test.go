@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -34,12 +35,62 @@ func TestDefaultLimitsAreValid(t *testing.T) {
 	require.ErrorContains(t, err, "kafka shards")
 }
 
+func TestRetentionLimits(t *testing.T) {
+	t.Parallel()
+	const day = 24 * time.Hour
+	tests := []struct {
+		name            string
+		pastWindow      time.Duration
+		raw, rollup     time.Duration
+		wantErrContains []string
+	}{
+		{name: "defaults", pastWindow: 7 * day, raw: 90 * day, rollup: 730 * day},
+		{name: "raw exactly past window plus margin", pastWindow: 7 * day, raw: 8 * day, rollup: 8 * day},
+		{name: "raw one nanosecond short of the margin", pastWindow: 7 * day, raw: 8*day - 1, rollup: 30 * day,
+			wantErrContains: []string{"raw retention must be at least the timestamp past window (168h0m0s) + 24h0m0s"}},
+		{name: "raw shorter than the past window", pastWindow: 30 * day, raw: 10 * day, rollup: 30 * day,
+			wantErrContains: []string{"raw retention must be at least"}},
+		{name: "negative raw does not wrap around", pastWindow: time.Hour, raw: math.MinInt64, rollup: day,
+			wantErrContains: []string{"raw retention must be at least"}},
+		{name: "largest", pastWindow: 7 * day, raw: MaxRawRetention, rollup: MaxRollupRetention},
+		{name: "raw too long", pastWindow: 7 * day, raw: MaxRawRetention + 1, rollup: MaxRollupRetention,
+			wantErrContains: []string{"raw retention must be at most 87660h0m0s"}},
+		{name: "rollup shorter than raw", pastWindow: 7 * day, raw: 90 * day, rollup: 89 * day,
+			wantErrContains: []string{"rollup retention must be at least the raw retention (2160h0m0s)"}},
+		{name: "rollup too long", pastWindow: 7 * day, raw: 90 * day, rollup: MaxRollupRetention + time.Second,
+			wantErrContains: []string{"rollup retention must be at most 175320h0m0s"}},
+		{name: "every problem at once", pastWindow: 7 * day, raw: MaxRawRetention + 1, rollup: day,
+			wantErrContains: []string{"raw retention must be at most", "rollup retention must be at least"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := DefaultLimits()
+			l.TimestampPastWindow, l.RawRetention, l.RollupRetention = tt.pastWindow, tt.raw, tt.rollup
+			err := l.Validate()
+			if len(tt.wantErrContains) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			for _, want := range tt.wantErrContains {
+				require.ErrorContains(t, err, want)
+			}
+		})
+	}
+	require.Equal(t, 90*day, DefaultLimits().RawRetention)
+	require.Equal(t, 2*365*day+12*time.Hour, DefaultLimits().RollupRetention, "two years of 365.25 days")
+}
+
 func TestOverridesApplyAndReload(t *testing.T) {
 	t.Parallel()
 	src := &fakeSource{overrides: map[ID]LimitOverrides{
 		"big":    {EventsPerSecond: ptr(50000.0), EventsBurst: ptr(int64(100000)), KafkaShards: ptr(8)},
 		"broken": {MaxBatchEvents: ptr(0)}, // invalid: ignored, defaults kept
 		"quota":  {MonthlyEventQuota: ptr(int64(1_000_000)), MonthlyEventQuotaSoft: ptr(int64(800_000)), TimestampPastWindow: ptr(time.Hour)},
+		"keeper": {RawRetention: ptr(365 * 24 * time.Hour), RollupRetention: ptr(5 * 365 * 24 * time.Hour)},
+		// A raw retention longer than the default rollup retention is only valid with a longer
+		// rollup retention too.
+		"lopsided": {RawRetention: ptr(3 * 365 * 24 * time.Hour)},
 	}}
 	o, err := NewOverrides(OverridesConfig{Defaults: DefaultLimits()}, src, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
@@ -59,6 +110,10 @@ func TestOverridesApplyAndReload(t *testing.T) {
 	require.Equal(t, time.Hour, past)
 	require.Equal(t, DefaultLimits().TimestampFutureWindow, future)
 	require.Equal(t, DefaultLimits(), o.For("unknown"))
+	raw, rollup := o.Retention("keeper")
+	require.Equal(t, 365*24*time.Hour, raw)
+	require.Equal(t, 5*365*24*time.Hour, rollup)
+	require.Equal(t, DefaultLimits(), o.For("lopsided"), "invalid overrides are ignored")
 
 	// A failed reload keeps the last good table.
 	src.err = errors.New("database down")

@@ -1,6 +1,6 @@
 // Package app wires abacusd together: it connects to PostgreSQL, Redis and Kafka, builds the
 // services of the configured roles behind one gRPC server and its REST gateway, runs the rollup
-// consumer, and stops all of it gracefully.
+// consumer and the retention job, and stops all of it gracefully.
 package app
 
 import (
@@ -36,6 +36,7 @@ import (
 	"github.com/abacus-analytics/abacus/services/admin"
 	"github.com/abacus-analytics/abacus/services/ingest"
 	"github.com/abacus-analytics/abacus/services/query"
+	"github.com/abacus-analytics/abacus/services/retention"
 	"github.com/abacus-analytics/abacus/services/rollup"
 	"github.com/abacus-analytics/abacus/services/tenant"
 	"github.com/abacus-analytics/abacus/store/postgres"
@@ -309,6 +310,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("rollup consumer: %w", err)
 		}
 	}
+	// Every rollup process runs the retention job; an advisory lock lets one of them at a time
+	// run a round.
+	var retentionJob *retention.Job
+	if cfg.Has(config.RoleRollup) && cfg.RetentionInterval > 0 {
+		retentionJob, err = retention.New(retention.Config{Interval: cfg.RetentionInterval, Defaults: cfg.Limits}, db, logger, a.reg)
+		if err != nil {
+			return fmt.Errorf("retention job: %w", err)
+		}
+	}
 
 	a.mu.Lock()
 	a.grpcAddr, a.httpAddr = grpcLis.Addr().String(), httpLis.Addr().String()
@@ -329,6 +339,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	})
 	if consumer != nil {
 		g.Go(func() error { return consumer.Run(gctx) })
+	}
+	if retentionJob != nil {
+		g.Go(func() error { return retentionJob.Run(gctx) })
 	}
 	g.Go(func() error { return overrides.Run(gctx) })
 	g.Go(func() error { return quota.Run(gctx) })

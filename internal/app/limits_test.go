@@ -364,3 +364,48 @@ func TestKafkaShardsFollowTheTenantsLimit(t *testing.T) {
 		require.Contains(t, []string{"sharded", "sharded/1", "sharded/2", "sharded/3"}, key)
 	}
 }
+
+// TestRetentionLimitsAndJob: retention limits set through the admin API are
+// the tenant's own to read, combinations the contract refuses are refused by
+// the server's validation, and the rollup role runs the retention job.
+func TestRetentionLimitsAndJob(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, fastLimits)
+	secret := s.tenantWithKey(t, "keeper")
+	s.setLimits(t, "keeper", &adminv1.TenantLimits{EventsBurst: ptr(int64(77))}, "limits.events_burst")
+	// As the README shows it: the gateway derives the update mask from the body.
+	code, _, body := s.do(t, http.MethodPatch, "/v1/admin/tenants/keeper", adminToken,
+		`{"limits":{"raw_retention":"31536000s","rollup_retention":"157680000s"}}`)
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.Contains(t, string(body), `"events_burst":"77"`, "the other overrides stay")
+	require.Eventually(t, func() bool {
+		code, _, body := s.do(t, http.MethodGet, "/v1/limits", secret, "")
+		return code == http.StatusOK && strings.Contains(string(body), `"raw_retention":"31536000s"`) &&
+			strings.Contains(string(body), `"rollup_retention":"157680000s"`)
+	}, 10*time.Second, 50*time.Millisecond)
+
+	_, err := s.admin.UpdateTenant(bearer(t.Context(), adminToken), &adminv1.UpdateTenantRequest{
+		Tenant: &adminv1.Tenant{TenantId: "keeper", Limits: &adminv1.TenantLimits{
+			RawRetention: durationpb.New(400 * 24 * time.Hour), RollupRetention: durationpb.New(300 * 24 * time.Hour),
+		}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"limits.raw_retention", "limits.rollup_retention"}},
+	})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	var fields []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	require.Equal(t, []string{"tenant.limits"}, fields, "%v", err)
+	require.Contains(t, err.Error(), "rollup_retention must be at least raw_retention")
+
+	// The job runs a round as the process starts.
+	require.Eventually(t, func() bool {
+		code, _, body := s.do(t, http.MethodGet, "/metrics", "", "")
+		return code == http.StatusOK && strings.Contains(string(body), "abacus_retention_last_success_timestamp_seconds ") &&
+			!strings.Contains(string(body), "abacus_retention_last_success_timestamp_seconds 0\n")
+	}, 10*time.Second, 50*time.Millisecond)
+}

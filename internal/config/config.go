@@ -75,7 +75,16 @@ type Config struct {
 	// at once, and RollupMaxBatchEvents the most events in one of them.
 	RollupApplyLanes     int
 	RollupMaxBatchEvents int
+	// RetentionInterval is how often a process running the rollup role deletes the data that
+	// every tenant's retention limits let go (one node of the deployment at a time); 0 never.
+	RetentionInterval time.Duration
 }
+
+// Bounds of Config.RetentionInterval when it is not 0.
+const (
+	MinRetentionInterval = time.Minute
+	MaxRetentionInterval = 24 * time.Hour
+)
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -103,6 +112,7 @@ func Default() Config {
 		AuthFailureBurst:     20,
 		RollupApplyLanes:     2,
 		RollupMaxBatchEvents: 20000,
+		RetentionInterval:    time.Hour,
 	}
 }
 
@@ -172,6 +182,15 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 			fs.Float64Var(&cfg.Limits.QueryRequestsPerSecond, n, cfg.Limits.QueryRequestsPerSecond, u)
 		}, "default limit: query requests per second per tenant"},
 		{"default-kafka-shards", "ABACUS_DEFAULT_KAFKA_SHARDS", func(n, u string) { fs.IntVar(&cfg.Limits.KafkaShards, n, cfg.Limits.KafkaShards, u) }, "default number of Kafka shards (record keys) per tenant"},
+		{"default-raw-retention", "ABACUS_DEFAULT_RAW_RETENTION", func(n, u string) {
+			fs.DurationVar(&cfg.Limits.RawRetention, n, cfg.Limits.RawRetention, u)
+		}, "default limit: how long raw events are kept, by event time (at least the event past window + 24h)"},
+		{"default-rollup-retention", "ABACUS_DEFAULT_ROLLUP_RETENTION", func(n, u string) {
+			fs.DurationVar(&cfg.Limits.RollupRetention, n, cfg.Limits.RollupRetention, u)
+		}, "default limit: how long rollups are kept (at least the raw retention)"},
+		{"retention-interval", "ABACUS_RETENTION_INTERVAL", func(n, u string) {
+			fs.DurationVar(&cfg.RetentionInterval, n, cfg.RetentionInterval, u)
+		}, "how often the rollup role deletes data past every tenant's retention (1m-24h; 0 disables)"},
 		{"limits-refresh", "ABACUS_LIMITS_REFRESH", func(n, u string) { fs.DurationVar(&cfg.LimitsRefresh, n, cfg.LimitsRefresh, u) }, "how often per-tenant limit overrides are reloaded"},
 		{"kafka-buffer-bytes", "ABACUS_KAFKA_BUFFER_BYTES", func(n, u string) { fs.Int64Var(&cfg.KafkaBufferBytes, n, cfg.KafkaBufferBytes, u) }, "producer memory for unacknowledged records; when full, ingest answers UNAVAILABLE"},
 		{"ratelimit-local-share", "ABACUS_RATELIMIT_LOCAL_SHARE", func(n, u string) {
@@ -311,6 +330,9 @@ func (c Config) validateCommon() []error {
 	}
 	if !(c.RateLimitLocalShare > 0 && c.RateLimitLocalShare <= 1) {
 		errs = append(errs, fmt.Errorf("rate limit local share must be in (0, 1], got %v", c.RateLimitLocalShare))
+	}
+	if c.RetentionInterval != 0 && (c.RetentionInterval < MinRetentionInterval || c.RetentionInterval > MaxRetentionInterval) {
+		errs = append(errs, fmt.Errorf("retention interval must be 0 (disabled) or %s-%s, got %s", MinRetentionInterval, MaxRetentionInterval, c.RetentionInterval))
 	}
 	return errs
 }

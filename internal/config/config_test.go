@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/abacus-analytics/abacus/tenancy"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -26,6 +28,22 @@ func TestParseFlagsEnvAndDefaults(t *testing.T) {
 				require.Equal(t, ":8080", c.HTTPAddr)
 				require.Equal(t, AllRoles, c.Roles)
 				require.Equal(t, 3*time.Second, c.AuthCacheTTL)
+				require.Equal(t, 90*24*time.Hour, c.Limits.RawRetention)
+				require.Equal(t, tenancy.DefaultLimits().RollupRetention, c.Limits.RollupRetention)
+				require.Equal(t, time.Hour, c.RetentionInterval)
+			},
+		},
+		{
+			name: "retention",
+			env: map[string]string{
+				"ABACUS_DEFAULT_RAW_RETENTION": "720h", "ABACUS_DEFAULT_ROLLUP_RETENTION": "8760h",
+				"ABACUS_RETENTION_INTERVAL": "0",
+			},
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, 30*24*time.Hour, c.Limits.RawRetention)
+				require.Equal(t, 365*24*time.Hour, c.Limits.RollupRetention)
+				require.Zero(t, c.RetentionInterval, "0 disables the retention job")
+				require.NoError(t, c.ValidateDev())
 			},
 		},
 		{
@@ -99,6 +117,50 @@ func TestValidateListsEveryProblem(t *testing.T) {
 
 	dev := Default()
 	require.NoError(t, dev.ValidateDev(), "dev mode needs no configuration")
+	require.NoError(t, dev.Limits.Validate(), "the default limits are valid")
 	dev.AdminToken = "short"
 	require.ErrorContains(t, dev.ValidateDev(), "admin token")
+}
+
+func TestValidateRetention(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{name: "shortest interval", env: map[string]string{"ABACUS_RETENTION_INTERVAL": "1m"}},
+		{name: "longest interval", env: map[string]string{"ABACUS_RETENTION_INTERVAL": "24h"}},
+		{name: "interval too short", env: map[string]string{"ABACUS_RETENTION_INTERVAL": "59s"},
+			wantErr: "retention interval must be 0 (disabled) or 1m0s-24h0m0s, got 59s"},
+		{name: "interval too long", env: map[string]string{"ABACUS_RETENTION_INTERVAL": "25h"},
+			wantErr: "retention interval must be 0 (disabled) or 1m0s-24h0m0s, got 25h0m0s"},
+		{name: "negative interval", env: map[string]string{"ABACUS_RETENTION_INTERVAL": "-1h"}, wantErr: "retention interval"},
+		{name: "raw retention within the past window", env: map[string]string{"ABACUS_DEFAULT_RAW_RETENTION": "100h"},
+			wantErr: "default limits: raw retention must be at least the timestamp past window (168h0m0s) + 24h0m0s, got 100h0m0s"},
+		{name: "a longer past window needs a longer raw retention",
+			env:     map[string]string{"ABACUS_EVENT_PAST_WINDOW": "2160h"},
+			wantErr: "raw retention must be at least the timestamp past window (2160h0m0s)"},
+		{name: "rollups kept shorter than raw events",
+			env:     map[string]string{"ABACUS_DEFAULT_RAW_RETENTION": "4000h", "ABACUS_DEFAULT_ROLLUP_RETENTION": "3000h"},
+			wantErr: "rollup retention must be at least the raw retention (4000h0m0s), got 3000h0m0s"},
+		{name: "raw retention over ten years", env: map[string]string{"ABACUS_DEFAULT_RAW_RETENTION": "87661h", "ABACUS_DEFAULT_ROLLUP_RETENTION": "87661h"},
+			wantErr: "raw retention must be at most 87660h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse("test", nil, env(tt.env), io.Discard)
+			require.NoError(t, err)
+			err = c.ValidateDev()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+
+	_, err := Parse("test", nil, env(map[string]string{"ABACUS_DEFAULT_RAW_RETENTION": "90d"}), io.Discard)
+	require.ErrorContains(t, err, "ABACUS_DEFAULT_RAW_RETENTION", "durations use Go's units, up to hours")
 }

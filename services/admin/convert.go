@@ -129,6 +129,8 @@ func protoLimits(o tenancy.LimitOverrides) *adminv1.TenantLimits {
 		MonthlyEventQuotaSoft:  clonePtr(o.MonthlyEventQuotaSoft),
 		QueryRequestsPerSecond: clonePtr(o.QueryRequestsPerSecond),
 		KafkaShards:            narrow(o.KafkaShards),
+		RawRetention:           protoDuration(o.RawRetention),
+		RollupRetention:        protoDuration(o.RollupRetention),
 	}
 }
 
@@ -162,6 +164,8 @@ func overridesFromProto(l *adminv1.TenantLimits, field string) (tenancy.LimitOve
 		MonthlyEventQuotaSoft:  clonePtr(l.MonthlyEventQuotaSoft),
 		QueryRequestsPerSecond: clonePtr(l.QueryRequestsPerSecond),
 		KafkaShards:            widen(l.KafkaShards),
+		RawRetention:           duration(l.GetRawRetention(), "raw_retention"),
+		RollupRetention:        duration(l.GetRollupRetention(), "rollup_retention"),
 	}
 	return o, bad
 }
@@ -195,6 +199,10 @@ func copyLimit(dst *tenancy.LimitOverrides, src tenancy.LimitOverrides, name str
 		dst.QueryRequestsPerSecond = src.QueryRequestsPerSecond
 	case "kafka_shards":
 		dst.KafkaShards = src.KafkaShards
+	case "raw_retention":
+		dst.RawRetention = src.RawRetention
+	case "rollup_retention":
+		dst.RollupRetention = src.RollupRetention
 	default:
 		return false
 	}

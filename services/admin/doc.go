@@ -34,7 +34,12 @@
 // override, removed when the request leaves the field unset). The request's
 // values are checked against the proto's rules, then the effective limits
 // (tenancy.DefaultLimits with the resulting overrides) against
-// tenancy.Limits.Validate, and every problem is named in one INVALID_ARGUMENT.
+// tenancy.Limits.Validate, and every problem is named in one INVALID_ARGUMENT:
+// against the override that is invalid even alone over the defaults, or else
+// against tenant.limits as a whole. Rules relating two limits (the raw
+// retention covers the past window, the rollup retention the raw one) judge
+// the combination, so a raw retention beyond the default rollup retention is
+// accepted together with a longer rollup retention.
 // The read-modify-write runs in one transaction under the tenant's row lock
 // (postgres.DB.UpdateTenantFunc): two operators changing different limits of
 // one tenant at once both keep their change, and validation sees exactly what

@@ -76,6 +76,8 @@ func everyLimit() *adminv1.TenantLimits {
 		MonthlyEventQuotaSoft:  ptr(int64(5_000_000)),
 		QueryRequestsPerSecond: ptr(2.5),
 		KafkaShards:            ptr(int32(16)),
+		RawRetention:           durationpb.New(30 * 24 * time.Hour),
+		RollupRetention:        durationpb.New(400 * 24 * time.Hour),
 	}
 }
 
@@ -147,6 +149,8 @@ func TestUpdateTenantLimitsEveryField(t *testing.T) {
 			MonthlyEventQuotaSoft:  ptr(int64(5_000_000)),
 			QueryRequestsPerSecond: ptr(2.5),
 			KafkaShards:            ptr(16),
+			RawRetention:           ptr(30 * 24 * time.Hour),
+			RollupRetention:        ptr(400 * 24 * time.Hour),
 		}, loaded["loaded"])
 	})
 }
@@ -342,6 +346,141 @@ func TestUpdateTenantInvalidLimits(t *testing.T) {
 				require.Contains(t, err.Error(), f+": ", "the message names every field too")
 			}
 
+			read, err := e.svc.GetTenant(t.Context(), &adminv1.GetTenantRequest{TenantId: id})
+			require.NoError(t, err)
+			require.Equal(t, before.String(), read.GetTenant().String(), "a refused update changes nothing")
+		})
+	}
+}
+
+// The retentions are checked against each other and against the past window,
+// whichever of them the request sets and whichever are stored or default.
+func TestUpdateTenantRetentionLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const day = 24 * time.Hour
+	days := func(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * day) }
+
+	tests := []struct {
+		name   string
+		stored *adminv1.TenantLimits // overrides before the update
+		limits *adminv1.TenantLimits
+		paths  []string
+		want   *adminv1.TenantLimits // when accepted
+		// wantField is the one field an INVALID_ARGUMENT names, and
+		// wantMessage part of its description.
+		wantField, wantMessage string
+	}{
+		{
+			name:   "both retentions",
+			limits: &adminv1.TenantLimits{RawRetention: days(30), RollupRetention: days(3650)},
+			paths:  []string{"limits.raw_retention", "limits.rollup_retention"},
+			want:   &adminv1.TenantLimits{RawRetention: days(30), RollupRetention: days(3650)},
+		},
+		{
+			name:   "raw retention just covers the default past window",
+			limits: &adminv1.TenantLimits{RawRetention: days(8)},
+			paths:  []string{"limits.raw_retention"},
+			want:   &adminv1.TenantLimits{RawRetention: days(8)},
+		},
+		{
+			name:        "raw retention shorter than the default past window and a day",
+			limits:      &adminv1.TenantLimits{RawRetention: durationpb.New(8*day - time.Second)},
+			paths:       []string{"limits.raw_retention"},
+			wantField:   "tenant.limits.raw_retention",
+			wantMessage: "raw retention must be at least the timestamp past window (168h0m0s) + 24h0m0s",
+		},
+		{
+			name:        "raw retention of a day at most",
+			limits:      &adminv1.TenantLimits{RawRetention: days(1)},
+			paths:       []string{"limits.raw_retention"},
+			wantField:   "tenant.limits.raw_retention",
+			wantMessage: "greater than 86400s",
+		},
+		{
+			name:        "raw retention over ten years",
+			limits:      &adminv1.TenantLimits{RawRetention: durationpb.New(tenancy.MaxRawRetention + time.Second)},
+			paths:       []string{"limits.raw_retention"},
+			wantField:   "tenant.limits.raw_retention",
+			wantMessage: "less than or equal to 315576000s",
+		},
+		{
+			name:        "rollup retention over twenty years",
+			limits:      &adminv1.TenantLimits{RollupRetention: durationpb.New(tenancy.MaxRollupRetention + time.Second)},
+			paths:       []string{"limits.rollup_retention"},
+			wantField:   "tenant.limits.rollup_retention",
+			wantMessage: "less than or equal to 631152000s",
+		},
+		{
+			name:        "rollup retention shorter than the default raw retention",
+			limits:      &adminv1.TenantLimits{RollupRetention: days(30)},
+			paths:       []string{"limits.rollup_retention"},
+			wantField:   "tenant.limits.rollup_retention",
+			wantMessage: "rollup retention must be at least the raw retention (2160h0m0s)",
+		},
+		{
+			name:        "rollup retention shorter than the raw retention of the same request",
+			limits:      &adminv1.TenantLimits{RawRetention: days(200), RollupRetention: days(100)},
+			paths:       []string{"limits"},
+			wantField:   "tenant.limits",
+			wantMessage: "rollup_retention must be at least raw_retention",
+		},
+		{
+			name:        "raw retention shorter than the past window of the same request",
+			limits:      &adminv1.TenantLimits{TimestampPastWindow: days(30), RawRetention: days(30)},
+			paths:       []string{"limits.timestamp_past_window", "limits.raw_retention"},
+			wantField:   "tenant.limits",
+			wantMessage: "raw_retention must be at least timestamp_past_window + 24h",
+		},
+		{
+			name:        "raw retention shorter than the stored past window",
+			stored:      &adminv1.TenantLimits{TimestampPastWindow: days(60)},
+			limits:      &adminv1.TenantLimits{RawRetention: days(30)},
+			paths:       []string{"limits.raw_retention"},
+			wantField:   "tenant.limits",
+			wantMessage: "raw retention must be at least the timestamp past window (1440h0m0s)",
+		},
+		{
+			name:        "a longer past window needs a longer raw retention",
+			stored:      &adminv1.TenantLimits{RawRetention: days(10)},
+			limits:      &adminv1.TenantLimits{TimestampPastWindow: days(10)},
+			paths:       []string{"limits.timestamp_past_window"},
+			wantField:   "tenant.limits",
+			wantMessage: "raw retention must be at least",
+		},
+		{
+			name:        "removing the rollup override leaves a raw retention beyond the default rollup retention",
+			stored:      &adminv1.TenantLimits{RawRetention: days(1000), RollupRetention: days(2000)},
+			limits:      &adminv1.TenantLimits{},
+			paths:       []string{"limits.rollup_retention"},
+			wantField:   "tenant.limits.raw_retention",
+			wantMessage: "rollup retention must be at least the raw retention (24000h0m0s)",
+		},
+		{
+			name:   "raising both past the defaults in one request",
+			stored: &adminv1.TenantLimits{EventsBurst: ptr(int64(7))},
+			limits: &adminv1.TenantLimits{RawRetention: days(1000), RollupRetention: days(2000)},
+			paths:  []string{"limits.raw_retention", "limits.rollup_retention"},
+			want:   &adminv1.TenantLimits{EventsBurst: ptr(int64(7)), RawRetention: days(1000), RollupRetention: days(2000)},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := fmt.Sprintf("tenant-%d", i)
+			createTenant(t, e, id, "")
+			before, err := updateLimits(t, e, id, tt.stored, "limits")
+			require.NoError(t, err)
+
+			got, err := updateLimits(t, e, id, tt.limits, tt.paths...)
+			if tt.wantField == "" {
+				require.NoError(t, err)
+				requireLimits(t, e, id, got, tt.want)
+				return
+			}
+			v := violations(t, err)
+			require.Equal(t, []string{tt.wantField}, keys(v), "%v", err)
+			require.Contains(t, v[tt.wantField], tt.wantMessage)
 			read, err := e.svc.GetTenant(t.Context(), &adminv1.GetTenantRequest{TenantId: id})
 			require.NoError(t, err)
 			require.Equal(t, before.String(), read.GetTenant().String(), "a refused update changes nothing")

@@ -122,9 +122,14 @@ func (s *Service) parseTenantChange(in *adminv1.Tenant, paths []string) (tenantC
 		}
 		bad := make([]*errdetails.BadRequest_FieldViolation, 0, len(verr.Violations))
 		for _, v := range verr.Violations {
-			// Worded like the validation interceptor's violations.
+			// Worded like the validation interceptor's violations. A rule relating two
+			// fields belongs to the message, and names the limits as a whole.
+			field := limitsFieldPath
+			if path := protovalidate.FieldPathString(v.Proto.GetField()); path != "" {
+				field += "." + path
+			}
 			bad = append(bad, &errdetails.BadRequest_FieldViolation{
-				Field:       limitsFieldPath + "." + protovalidate.FieldPathString(v.Proto.GetField()),
+				Field:       field,
 				Description: v.Proto.GetMessage(),
 				Reason:      v.Proto.GetRuleId(),
 			})
@@ -164,12 +169,18 @@ func (c tenantChange) apply(t *postgres.Tenant) error {
 }
 
 // effectiveLimitProblems checks the limits a tenant with overrides o would
-// have, with tenancy.Limits.Validate, and names every problem. Each override
-// is first checked on its own over the defaults, so a problem names the field
-// that causes it; what only the combination breaks is reported against
-// tenant.limits as a whole.
+// have, with tenancy.Limits.Validate, and names every problem. When they are
+// not valid, each override is checked on its own over the defaults, so a
+// problem names the field that causes it; what only the combination breaks is
+// reported against tenant.limits as a whole. Valid limits are accepted even
+// when an override would not be valid alone: raising the raw retention beyond
+// the default rollup retention takes a rollup retention override too.
 func effectiveLimitProblems(o tenancy.LimitOverrides) []*errdetails.BadRequest_FieldViolation {
 	defaults := tenancy.DefaultLimits()
+	combined := o.Apply(defaults).Validate()
+	if combined == nil {
+		return nil
+	}
 	var bad []*errdetails.BadRequest_FieldViolation
 	fields := limitFields()
 	for i := range fields.Len() {
@@ -184,9 +195,7 @@ func effectiveLimitProblems(o tenancy.LimitOverrides) []*errdetails.BadRequest_F
 		}
 	}
 	if len(bad) == 0 {
-		if err := o.Apply(defaults).Validate(); err != nil {
-			bad = append(bad, rpcerror.Field(limitsFieldPath, describeLimitsError(err)))
-		}
+		bad = append(bad, rpcerror.Field(limitsFieldPath, describeLimitsError(combined)))
 	}
 	return bad
 }

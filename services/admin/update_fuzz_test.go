@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"github.com/stretchr/testify/require"
@@ -43,6 +44,8 @@ func FuzzTenantUpdateMask(f *testing.F) {
 	f.Add("limits.timestamp_past_window", limitsSeed(f, &adminv1.TenantLimits{TimestampPastWindow: &durationpb.Duration{Seconds: -1}}))
 	f.Add("limits.max_event_bytes,state", limitsSeed(f, &adminv1.TenantLimits{MaxEventBytes: new(int32(100))}))
 	f.Add("limits.,limits.x.y,", []byte{})
+	f.Add("limits.raw_retention,limits.rollup_retention", limitsSeed(f, &adminv1.TenantLimits{
+		RawRetention: durationpb.New(400 * 24 * time.Hour), RollupRetention: durationpb.New(300 * 24 * time.Hour)}))
 	allowed := updatablePaths()
 	f.Fuzz(func(t *testing.T, mask string, limits []byte) {
 		msg := &adminv1.TenantLimits{}
@@ -84,7 +87,8 @@ func FuzzLimitsConversion(f *testing.F) {
 			return
 		}
 		msg.ProtoReflect().SetUnknown(nil)
-		for _, d := range []*durationpb.Duration{msg.GetTimestampPastWindow(), msg.GetTimestampFutureWindow()} {
+		for _, d := range []*durationpb.Duration{msg.GetTimestampPastWindow(), msg.GetTimestampFutureWindow(),
+			msg.GetRawRetention(), msg.GetRollupRetention()} {
 			if d != nil {
 				d.ProtoReflect().SetUnknown(nil)
 			}
@@ -115,6 +119,8 @@ func allLimits() *adminv1.TenantLimits {
 		MonthlyEventQuotaSoft:  new(int64(10)),
 		QueryRequestsPerSecond: new(11.5),
 		KafkaShards:            new(int32(12)),
+		RawRetention:           durationpb.New(13 * 24 * time.Hour),
+		RollupRetention:        durationpb.New(14 * 24 * time.Hour),
 	}
 }
 

@@ -136,6 +136,8 @@ func limitsToProto(l tenancy.Limits) *tenantv1.Limits {
 		MonthlyEventQuota:      l.MonthlyEventQuota,
 		MonthlyEventQuotaSoft:  l.MonthlyEventQuotaSoft,
 		QueryRequestsPerSecond: l.QueryRequestsPerSecond,
+		RawRetention:           durationpb.New(l.RawRetention),
+		RollupRetention:        durationpb.New(l.RollupRetention),
 	}
 }
 

@@ -246,6 +246,8 @@ func TestGetLimits(t *testing.T) {
 				MonthlyEventQuota:      1_000_000,
 				MonthlyEventQuotaSoft:  800_000,
 				QueryRequestsPerSecond: acme.QueryRequestsPerSecond,
+				RawRetention:           durationpb.New(acme.RawRetention),
+				RollupRetention:        durationpb.New(acme.RollupRetention),
 			}},
 		},
 		{
@@ -261,6 +263,8 @@ func TestGetLimits(t *testing.T) {
 				TimestampPastWindow:    durationpb.New(globex.TimestampPastWindow),
 				TimestampFutureWindow:  durationpb.New(globex.TimestampFutureWindow),
 				QueryRequestsPerSecond: globex.QueryRequestsPerSecond,
+				RawRetention:           durationpb.New(globex.RawRetention),
+				RollupRetention:        durationpb.New(globex.RollupRetention),
 			}},
 		},
 	}
@@ -280,7 +284,8 @@ func TestGetLimitsReflectsOverrides(t *testing.T) {
 	defaults := tenancy.DefaultLimits()
 	quota := int64(5000)
 	shards := 8
-	source := overridesSource{"acme": {MonthlyEventQuota: &quota, KafkaShards: &shards}}
+	raw, rollup := 400*24*time.Hour, 1000*24*time.Hour
+	source := overridesSource{"acme": {MonthlyEventQuota: &quota, KafkaShards: &shards, RawRetention: &raw, RollupRetention: &rollup}}
 	overrides, err := tenancy.NewOverrides(tenancy.OverridesConfig{Defaults: defaults}, source, slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
 	require.NoError(t, overrides.Reload(t.Context()))
@@ -291,10 +296,14 @@ func TestGetLimitsReflectsOverrides(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(5000), got.GetLimits().GetMonthlyEventQuota())
 	require.Equal(t, defaults.EventsPerSecond, got.GetLimits().GetEventsPerSecond())
+	require.Equal(t, raw, got.GetLimits().GetRawRetention().AsDuration())
+	require.Equal(t, rollup, got.GetLimits().GetRollupRetention().AsDuration())
 
 	got, err = svc.GetLimits(tenancy.NewContext(t.Context(), "globex"), &tenantv1.GetLimitsRequest{})
 	require.NoError(t, err)
 	require.Zero(t, got.GetLimits().GetMonthlyEventQuota(), "another tenant keeps the defaults")
+	require.Equal(t, defaults.RawRetention, got.GetLimits().GetRawRetention().AsDuration())
+	require.Equal(t, defaults.RollupRetention, got.GetLimits().GetRollupRetention().AsDuration())
 }
 
 type overridesSource map[tenancy.ID]tenancy.LimitOverrides
@@ -545,6 +554,8 @@ func TestREST(t *testing.T) {
 		require.Equal(t, "globex", body.TenantID)
 		require.Contains(t, body.Limits, "max_batch_events")
 		require.Equal(t, "604800s", body.Limits["timestamp_past_window"])
+		require.Equal(t, "7776000s", body.Limits["raw_retention"], "90 days")
+		require.Equal(t, "63115200s", body.Limits["rollup_retention"], "two years of 365.25 days")
 	})
 
 	t.Run("tenant in the query string is ignored", func(t *testing.T) {

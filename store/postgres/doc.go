@@ -28,11 +28,13 @@
 //	                                                 secret hash, scopes, expiry, revocation,
 //	                                                 last use, successor after rotation
 //	events            (tenant_id, event_id), index (tenant_id, event_type, event_time)
-//	                                                 raw events, one row per event ever
-//	                                                 counted; the primary key is the dedup key
-//	event_dedup       (tenant_id, event_id)          TimescaleDB only: the dedup keys, since
-//	                                                 events is a hypertable on event_time there
-//	                                                 and has no primary key
+//	                                                 raw events, one row per event still kept;
+//	                                                 the primary key is the dedup key. On
+//	                                                 TimescaleDB: no primary key, a hypertable
+//	                                                 on event_time, compressed per tenant after
+//	                                                 30 days
+//	event_dedup       (tenant_id, event_id), index (tenant_id, event_time)
+//	                                                 TimescaleDB only: the dedup keys
 //	rollups_1m        (tenant_id, event_type, bucket)
 //	rollups_1h        (tenant_id, event_type, bucket)
 //	rollups_1d        (tenant_id, event_type, bucket)
@@ -119,6 +121,46 @@
 // anything else rollups_1m. Unique users are the estimate of the merged
 // sketches of each bucket, with a relative standard error of
 // [UniqueUsersRelativeError]; every other metric is exact.
+//
+// # Retention
+//
+// [DB.EnforceRetention] deletes what each tenant's retention limits let go
+// (tenancy.Limits.RawRetention and RollupRetention): raw events whose event
+// time is before now-Raw, with their dedup keys, and rollup rows whose whole
+// bucket ended at or before now-Rollup (a bucket b of width w goes when
+// b+w <= cutoff; buckets are aligned, so b < the cutoff truncated to w). An
+// hour or day bucket thus outlives the minutes it sums until it has ended,
+// and rollups never change when raw events go.
+//
+// Every statement names the tenant, and each is its own short transaction:
+//
+//   - On plain tables, the tenant's event types are enumerated with a loose
+//     index scan (one descent of the (tenant_id, event_type, ...) index per
+//     type), and each type's expired rows are deleted oldest first, at most
+//     10,000 per statement: an index range scan picks their ctids, a TID scan
+//     deletes them. A condition on the time alone cannot use those indexes.
+//   - On TimescaleDB, chunks whose whole range is past the longest retention
+//     of any tenant are dropped first (drop_chunks), which is where most
+//     expired data goes. The rest is deleted per tenant with plain
+//     comparisons on tenant_id and the time column, an hour of events (or a
+//     day to a year of rollups) per statement from the tenant's oldest
+//     expired row: raw events are compressed (migration 007: segmentby
+//     tenant_id, orderby event_time, chunks older than 30 days), and
+//     TimescaleDB applies exactly such conditions to compressed batches,
+//     while subqueries in a DELETE on compressed chunks are not safe.
+//   - Where event_dedup exists (it holds the dedup keys when they are not
+//     part of events, as on TimescaleDB), keys whose event time is before
+//     the raw cutoff go after the events, 10,000 per statement through
+//     event_dedup_tenant_time_idx; a key never goes before its event.
+//
+// Deleting a dedup key makes the event new again. Retention relies on the
+// tenancy rules for that: raw retention is at least the timestamp past window
+// plus a day, so no client retry of a deleted event can still be accepted,
+// and the Kafka topic must not keep records longer than raw retention minus
+// the past window, or a replay of an old record would count again.
+//
+// [DB.TryAdvisoryLock] lets one process of a deployment run retention at a
+// time: the lock is a session-level advisory lock on a connection of its own.
 //
 // # TimescaleDB detection
 //

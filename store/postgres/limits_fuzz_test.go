@@ -39,6 +39,7 @@ func FuzzDecodeLimits(f *testing.F) {
 func TestLimitsEncoding(t *testing.T) {
 	t.Parallel()
 	shards, window := 4, 90*time.Second
+	raw, rollup := 9*24*time.Hour, 30*24*time.Hour
 	tests := []struct {
 		name string
 		ov   tenancy.LimitOverrides
@@ -47,6 +48,8 @@ func TestLimitsEncoding(t *testing.T) {
 		{"none", tenancy.LimitOverrides{}, `{}`},
 		{"some", tenancy.LimitOverrides{KafkaShards: &shards, TimestampFutureWindow: &window},
 			`{"timestamp_future_window":90000000000,"kafka_shards":4}`},
+		{"retention", tenancy.LimitOverrides{RawRetention: &raw, RollupRetention: &rollup},
+			`{"raw_retention":777600000000000,"rollup_retention":2592000000000000}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

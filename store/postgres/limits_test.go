@@ -87,6 +87,8 @@ func TestTenantLimitsRoundTrip(t *testing.T) {
 		MonthlyEventQuotaSoft:  ptr(int64(1) << 62),
 		QueryRequestsPerSecond: ptr(3.25),
 		KafkaShards:            ptr(256),
+		RawRetention:           ptr(400 * 24 * time.Hour),
+		RollupRetention:        ptr(20 * 8766 * time.Hour),
 	}
 	created, err := db.CreateTenant(t.Context(), postgres.Tenant{ID: "acme", Limits: all})
 	require.NoError(t, err)

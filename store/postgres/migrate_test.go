@@ -34,7 +34,7 @@ func tableExists(t *testing.T, db *postgres.DB, table string) bool {
 }
 
 // latestVersion is the number of the newest file in migrations/.
-const latestVersion = 6
+const latestVersion = 7
 
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()

@@ -226,6 +226,8 @@ func (x *Tenant) GetLimits() *TenantLimits {
 
 // TenantLimits are overrides of the default limits for one tenant. A field that is not set
 // means "use the operator's default"; GetLimits on the tenant API shows the effective values.
+// Rules that relate two fields are checked here when both are set, and on the effective limits
+// (overrides over the defaults) by UpdateTenant.
 type TenantLimits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sustained events per second accepted from the tenant (rate limit, all nodes together).
@@ -252,9 +254,17 @@ type TenantLimits struct {
 	QueryRequestsPerSecond *float64 `protobuf:"fixed64,11,opt,name=query_requests_per_second,json=queryRequestsPerSecond,proto3,oneof" json:"query_requests_per_second,omitempty"`
 	// Number of Kafka shards the tenant's events are spread over (each shard stays ordered).
 	// Raise it for a large tenant; lowering it only affects new events.
-	KafkaShards   *int32 `protobuf:"varint,12,opt,name=kafka_shards,json=kafkaShards,proto3,oneof" json:"kafka_shards,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KafkaShards *int32 `protobuf:"varint,12,opt,name=kafka_shards,json=kafkaShards,proto3,oneof" json:"kafka_shards,omitempty"`
+	// How long raw events are kept, by event time; at most 10 years (of 365.25 days). A raw event
+	// is also the event's dedup key, so it must be kept at least 24h longer than
+	// timestamp_past_window: deleting it while the same event can still be accepted or is still on
+	// its way would let a retry count twice.
+	RawRetention *durationpb.Duration `protobuf:"bytes,13,opt,name=raw_retention,json=rawRetention,proto3,oneof" json:"raw_retention,omitempty"`
+	// How long rollups are kept: a rollup bucket is deleted once all of it is older. At least
+	// raw_retention, at most 20 years (of 365.25 days).
+	RollupRetention *durationpb.Duration `protobuf:"bytes,14,opt,name=rollup_retention,json=rollupRetention,proto3,oneof" json:"rollup_retention,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TenantLimits) Reset() {
@@ -369,6 +379,20 @@ func (x *TenantLimits) GetKafkaShards() int32 {
 		return *x.KafkaShards
 	}
 	return 0
+}
+
+func (x *TenantLimits) GetRawRetention() *durationpb.Duration {
+	if x != nil {
+		return x.RawRetention
+	}
+	return nil
+}
+
+func (x *TenantLimits) GetRollupRetention() *durationpb.Duration {
+	if x != nil {
+		return x.RollupRetention
+	}
+	return nil
 }
 
 // ApiKey describes an API key. The secret is never part of it.
@@ -1376,7 +1400,7 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x125\n" +
-	"\x06limits\x18\x06 \x01(\v2\x1d.abacus.admin.v1.TenantLimitsR\x06limits\"\xfd\b\n" +
+	"\x06limits\x18\x06 \x01(\v2\x1d.abacus.admin.v1.TenantLimitsR\x06limits\"\x90\x0e\n" +
 	"\fTenantLimits\x12H\n" +
 	"\x11events_per_second\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\xd0\x12cA!\x00\x00\x00\x00\x00\x00\x00\x00H\x00R\x0feventsPerSecond\x88\x01\x01\x124\n" +
 	"\fevents_burst\x18\x02 \x01(\x03B\f\xbaH\t\"\a\x18\x80\xc2\xd7/(\x01H\x01R\veventsBurst\x88\x01\x01\x12L\n" +
@@ -1393,7 +1417,11 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\x19query_requests_per_second\x18\v \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x80\x84.A!\x00\x00\x00\x00\x00\x00\x00\x00H\n" +
 	"R\x16queryRequestsPerSecond\x88\x01\x01\x122\n" +
 	"\fkafka_shards\x18\f \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\x80\x02(\x01H\vR\vkafkaShards\x88\x01\x01B\x14\n" +
+	"\xbaH\a\x1a\x05\x18\x80\x02(\x01H\vR\vkafkaShards\x88\x01\x01\x12Y\n" +
+	"\rraw_retention\x18\r \x01(\v2\x19.google.protobuf.DurationB\x14\xbaH\x11\xaa\x01\x0e\"\x06\b\xc0\x9d\xbd\x96\x01*\x04\b\x80\xa3\x05H\fR\frawRetention\x88\x01\x01\x12_\n" +
+	"\x10rollup_retention\x18\x0e \x01(\v2\x19.google.protobuf.DurationB\x14\xbaH\x11\xaa\x01\x0e\"\x06\b\x80\xbb\xfa\xac\x02*\x04\b\x80\xa3\x05H\rR\x0frollupRetention\x88\x01\x01:\xad\x03\xbaH\xa9\x03\x1a\xe3\x01\n" +
+	" raw_retention_covers_past_window\x12:raw_retention must be at least timestamp_past_window + 24h\x1a\x82\x01!has(this.raw_retention) || !has(this.timestamp_past_window) || this.raw_retention >= this.timestamp_past_window + duration('24h')\x1a\xc0\x01\n" +
+	"%rollup_retention_covers_raw_retention\x12/rollup_retention must be at least raw_retention\x1af!has(this.rollup_retention) || !has(this.raw_retention) || this.rollup_retention >= this.raw_retentionB\x14\n" +
 	"\x12_events_per_secondB\x0f\n" +
 	"\r_events_burstB\x16\n" +
 	"\x14_requests_per_secondB\x13\n" +
@@ -1405,7 +1433,9 @@ const file_abacus_admin_v1_admin_proto_rawDesc = "" +
 	"\x14_monthly_event_quotaB\x1b\n" +
 	"\x19_monthly_event_quota_softB\x1c\n" +
 	"\x1a_query_requests_per_secondB\x0f\n" +
-	"\r_kafka_shards\"\x88\x03\n" +
+	"\r_kafka_shardsB\x10\n" +
+	"\x0e_raw_retentionB\x13\n" +
+	"\x11_rollup_retention\"\x88\x03\n" +
 	"\x06ApiKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12!\n" +
@@ -1537,46 +1567,48 @@ var file_abacus_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 3: abacus.admin.v1.Tenant.limits:type_name -> abacus.admin.v1.TenantLimits
 	22, // 4: abacus.admin.v1.TenantLimits.timestamp_past_window:type_name -> google.protobuf.Duration
 	22, // 5: abacus.admin.v1.TenantLimits.timestamp_future_window:type_name -> google.protobuf.Duration
-	1,  // 6: abacus.admin.v1.ApiKey.scopes:type_name -> abacus.admin.v1.Scope
-	21, // 7: abacus.admin.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	21, // 8: abacus.admin.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 9: abacus.admin.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	21, // 10: abacus.admin.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
-	2,  // 11: abacus.admin.v1.CreateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	2,  // 12: abacus.admin.v1.GetTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	2,  // 13: abacus.admin.v1.ListTenantsResponse.tenants:type_name -> abacus.admin.v1.Tenant
-	2,  // 14: abacus.admin.v1.UpdateTenantRequest.tenant:type_name -> abacus.admin.v1.Tenant
-	23, // 15: abacus.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 16: abacus.admin.v1.UpdateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
-	1,  // 17: abacus.admin.v1.CreateApiKeyRequest.scopes:type_name -> abacus.admin.v1.Scope
-	21, // 18: abacus.admin.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 19: abacus.admin.v1.CreateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
-	4,  // 20: abacus.admin.v1.ListApiKeysResponse.api_keys:type_name -> abacus.admin.v1.ApiKey
-	22, // 21: abacus.admin.v1.RotateApiKeyRequest.grace_period:type_name -> google.protobuf.Duration
-	4,  // 22: abacus.admin.v1.RotateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
-	4,  // 23: abacus.admin.v1.RotateApiKeyResponse.previous_api_key:type_name -> abacus.admin.v1.ApiKey
-	4,  // 24: abacus.admin.v1.RevokeApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
-	5,  // 25: abacus.admin.v1.AdminService.CreateTenant:input_type -> abacus.admin.v1.CreateTenantRequest
-	7,  // 26: abacus.admin.v1.AdminService.GetTenant:input_type -> abacus.admin.v1.GetTenantRequest
-	9,  // 27: abacus.admin.v1.AdminService.ListTenants:input_type -> abacus.admin.v1.ListTenantsRequest
-	11, // 28: abacus.admin.v1.AdminService.UpdateTenant:input_type -> abacus.admin.v1.UpdateTenantRequest
-	13, // 29: abacus.admin.v1.AdminService.CreateApiKey:input_type -> abacus.admin.v1.CreateApiKeyRequest
-	15, // 30: abacus.admin.v1.AdminService.ListApiKeys:input_type -> abacus.admin.v1.ListApiKeysRequest
-	17, // 31: abacus.admin.v1.AdminService.RotateApiKey:input_type -> abacus.admin.v1.RotateApiKeyRequest
-	19, // 32: abacus.admin.v1.AdminService.RevokeApiKey:input_type -> abacus.admin.v1.RevokeApiKeyRequest
-	6,  // 33: abacus.admin.v1.AdminService.CreateTenant:output_type -> abacus.admin.v1.CreateTenantResponse
-	8,  // 34: abacus.admin.v1.AdminService.GetTenant:output_type -> abacus.admin.v1.GetTenantResponse
-	10, // 35: abacus.admin.v1.AdminService.ListTenants:output_type -> abacus.admin.v1.ListTenantsResponse
-	12, // 36: abacus.admin.v1.AdminService.UpdateTenant:output_type -> abacus.admin.v1.UpdateTenantResponse
-	14, // 37: abacus.admin.v1.AdminService.CreateApiKey:output_type -> abacus.admin.v1.CreateApiKeyResponse
-	16, // 38: abacus.admin.v1.AdminService.ListApiKeys:output_type -> abacus.admin.v1.ListApiKeysResponse
-	18, // 39: abacus.admin.v1.AdminService.RotateApiKey:output_type -> abacus.admin.v1.RotateApiKeyResponse
-	20, // 40: abacus.admin.v1.AdminService.RevokeApiKey:output_type -> abacus.admin.v1.RevokeApiKeyResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	22, // 6: abacus.admin.v1.TenantLimits.raw_retention:type_name -> google.protobuf.Duration
+	22, // 7: abacus.admin.v1.TenantLimits.rollup_retention:type_name -> google.protobuf.Duration
+	1,  // 8: abacus.admin.v1.ApiKey.scopes:type_name -> abacus.admin.v1.Scope
+	21, // 9: abacus.admin.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	21, // 10: abacus.admin.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 11: abacus.admin.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	21, // 12: abacus.admin.v1.ApiKey.last_used_time:type_name -> google.protobuf.Timestamp
+	2,  // 13: abacus.admin.v1.CreateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	2,  // 14: abacus.admin.v1.GetTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	2,  // 15: abacus.admin.v1.ListTenantsResponse.tenants:type_name -> abacus.admin.v1.Tenant
+	2,  // 16: abacus.admin.v1.UpdateTenantRequest.tenant:type_name -> abacus.admin.v1.Tenant
+	23, // 17: abacus.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 18: abacus.admin.v1.UpdateTenantResponse.tenant:type_name -> abacus.admin.v1.Tenant
+	1,  // 19: abacus.admin.v1.CreateApiKeyRequest.scopes:type_name -> abacus.admin.v1.Scope
+	21, // 20: abacus.admin.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 21: abacus.admin.v1.CreateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 22: abacus.admin.v1.ListApiKeysResponse.api_keys:type_name -> abacus.admin.v1.ApiKey
+	22, // 23: abacus.admin.v1.RotateApiKeyRequest.grace_period:type_name -> google.protobuf.Duration
+	4,  // 24: abacus.admin.v1.RotateApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 25: abacus.admin.v1.RotateApiKeyResponse.previous_api_key:type_name -> abacus.admin.v1.ApiKey
+	4,  // 26: abacus.admin.v1.RevokeApiKeyResponse.api_key:type_name -> abacus.admin.v1.ApiKey
+	5,  // 27: abacus.admin.v1.AdminService.CreateTenant:input_type -> abacus.admin.v1.CreateTenantRequest
+	7,  // 28: abacus.admin.v1.AdminService.GetTenant:input_type -> abacus.admin.v1.GetTenantRequest
+	9,  // 29: abacus.admin.v1.AdminService.ListTenants:input_type -> abacus.admin.v1.ListTenantsRequest
+	11, // 30: abacus.admin.v1.AdminService.UpdateTenant:input_type -> abacus.admin.v1.UpdateTenantRequest
+	13, // 31: abacus.admin.v1.AdminService.CreateApiKey:input_type -> abacus.admin.v1.CreateApiKeyRequest
+	15, // 32: abacus.admin.v1.AdminService.ListApiKeys:input_type -> abacus.admin.v1.ListApiKeysRequest
+	17, // 33: abacus.admin.v1.AdminService.RotateApiKey:input_type -> abacus.admin.v1.RotateApiKeyRequest
+	19, // 34: abacus.admin.v1.AdminService.RevokeApiKey:input_type -> abacus.admin.v1.RevokeApiKeyRequest
+	6,  // 35: abacus.admin.v1.AdminService.CreateTenant:output_type -> abacus.admin.v1.CreateTenantResponse
+	8,  // 36: abacus.admin.v1.AdminService.GetTenant:output_type -> abacus.admin.v1.GetTenantResponse
+	10, // 37: abacus.admin.v1.AdminService.ListTenants:output_type -> abacus.admin.v1.ListTenantsResponse
+	12, // 38: abacus.admin.v1.AdminService.UpdateTenant:output_type -> abacus.admin.v1.UpdateTenantResponse
+	14, // 39: abacus.admin.v1.AdminService.CreateApiKey:output_type -> abacus.admin.v1.CreateApiKeyResponse
+	16, // 40: abacus.admin.v1.AdminService.ListApiKeys:output_type -> abacus.admin.v1.ListApiKeysResponse
+	18, // 41: abacus.admin.v1.AdminService.RotateApiKey:output_type -> abacus.admin.v1.RotateApiKeyResponse
+	20, // 42: abacus.admin.v1.AdminService.RevokeApiKey:output_type -> abacus.admin.v1.RevokeApiKeyResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_abacus_admin_v1_admin_proto_init() }

@@ -49,8 +49,12 @@ type Limits struct {
 	MonthlyEventQuotaSoft int64 `protobuf:"varint,10,opt,name=monthly_event_quota_soft,json=monthlyEventQuotaSoft,proto3" json:"monthly_event_quota_soft,omitempty"`
 	// Sustained query requests per second.
 	QueryRequestsPerSecond float64 `protobuf:"fixed64,11,opt,name=query_requests_per_second,json=queryRequestsPerSecond,proto3" json:"query_requests_per_second,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// How long raw events are kept, by event time.
+	RawRetention *durationpb.Duration `protobuf:"bytes,12,opt,name=raw_retention,json=rawRetention,proto3" json:"raw_retention,omitempty"`
+	// How long rollups are kept (a bucket is deleted once all of it is older).
+	RollupRetention *durationpb.Duration `protobuf:"bytes,13,opt,name=rollup_retention,json=rollupRetention,proto3" json:"rollup_retention,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -158,6 +162,20 @@ func (x *Limits) GetQueryRequestsPerSecond() float64 {
 		return x.QueryRequestsPerSecond
 	}
 	return 0
+}
+
+func (x *Limits) GetRawRetention() *durationpb.Duration {
+	if x != nil {
+		return x.RawRetention
+	}
+	return nil
+}
+
+func (x *Limits) GetRollupRetention() *durationpb.Duration {
+	if x != nil {
+		return x.RollupRetention
+	}
+	return nil
 }
 
 // GetLimitsRequest is the input of GetLimits. The tenant comes from the API key.
@@ -403,7 +421,7 @@ var File_abacus_tenant_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_abacus_tenant_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1dabacus/tenant/v1/tenant.proto\x12\x10abacus.tenant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x04\n" +
+	"\x1dabacus/tenant/v1/tenant.proto\x12\x10abacus.tenant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x05\n" +
 	"\x06Limits\x12*\n" +
 	"\x11events_per_second\x18\x01 \x01(\x01R\x0feventsPerSecond\x12!\n" +
 	"\fevents_burst\x18\x02 \x01(\x03R\veventsBurst\x12.\n" +
@@ -416,7 +434,9 @@ const file_abacus_tenant_v1_tenant_proto_rawDesc = "" +
 	"\x13monthly_event_quota\x18\t \x01(\x03R\x11monthlyEventQuota\x127\n" +
 	"\x18monthly_event_quota_soft\x18\n" +
 	" \x01(\x03R\x15monthlyEventQuotaSoft\x129\n" +
-	"\x19query_requests_per_second\x18\v \x01(\x01R\x16queryRequestsPerSecond\"\x12\n" +
+	"\x19query_requests_per_second\x18\v \x01(\x01R\x16queryRequestsPerSecond\x12>\n" +
+	"\rraw_retention\x18\f \x01(\v2\x19.google.protobuf.DurationR\frawRetention\x12D\n" +
+	"\x10rollup_retention\x18\r \x01(\v2\x19.google.protobuf.DurationR\x0frollupRetention\"\x12\n" +
 	"\x10GetLimitsRequest\"b\n" +
 	"\x11GetLimitsResponse\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x120\n" +
@@ -462,18 +482,20 @@ var file_abacus_tenant_v1_tenant_proto_goTypes = []any{
 var file_abacus_tenant_v1_tenant_proto_depIdxs = []int32{
 	5, // 0: abacus.tenant.v1.Limits.timestamp_past_window:type_name -> google.protobuf.Duration
 	5, // 1: abacus.tenant.v1.Limits.timestamp_future_window:type_name -> google.protobuf.Duration
-	0, // 2: abacus.tenant.v1.GetLimitsResponse.limits:type_name -> abacus.tenant.v1.Limits
-	6, // 3: abacus.tenant.v1.GetUsageResponse.period_start:type_name -> google.protobuf.Timestamp
-	6, // 4: abacus.tenant.v1.GetUsageResponse.period_end:type_name -> google.protobuf.Timestamp
-	1, // 5: abacus.tenant.v1.TenantService.GetLimits:input_type -> abacus.tenant.v1.GetLimitsRequest
-	3, // 6: abacus.tenant.v1.TenantService.GetUsage:input_type -> abacus.tenant.v1.GetUsageRequest
-	2, // 7: abacus.tenant.v1.TenantService.GetLimits:output_type -> abacus.tenant.v1.GetLimitsResponse
-	4, // 8: abacus.tenant.v1.TenantService.GetUsage:output_type -> abacus.tenant.v1.GetUsageResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 2: abacus.tenant.v1.Limits.raw_retention:type_name -> google.protobuf.Duration
+	5, // 3: abacus.tenant.v1.Limits.rollup_retention:type_name -> google.protobuf.Duration
+	0, // 4: abacus.tenant.v1.GetLimitsResponse.limits:type_name -> abacus.tenant.v1.Limits
+	6, // 5: abacus.tenant.v1.GetUsageResponse.period_start:type_name -> google.protobuf.Timestamp
+	6, // 6: abacus.tenant.v1.GetUsageResponse.period_end:type_name -> google.protobuf.Timestamp
+	1, // 7: abacus.tenant.v1.TenantService.GetLimits:input_type -> abacus.tenant.v1.GetLimitsRequest
+	3, // 8: abacus.tenant.v1.TenantService.GetUsage:input_type -> abacus.tenant.v1.GetUsageRequest
+	2, // 9: abacus.tenant.v1.TenantService.GetLimits:output_type -> abacus.tenant.v1.GetLimitsResponse
+	4, // 10: abacus.tenant.v1.TenantService.GetUsage:output_type -> abacus.tenant.v1.GetUsageResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_abacus_tenant_v1_tenant_proto_init() }
