@@ -109,4 +109,3 @@ func FuzzParseRecordKey(f *testing.F) {
 		}
 	})
 }
-
