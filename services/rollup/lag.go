@@ -124,6 +124,20 @@ func (p *progress) reached(tp topicPartition, next int64) {
 func (p *progress) probe(at time.Time, starts, ends kadm.ListedOffsets) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.eachListed(starts, ends, func(tp topicPartition, next, end int64) {
+		probes := p.probes[tp]
+		if len(probes) == maxProbes {
+			probes = probes[1:]
+		}
+		p.probes[tp] = append(probes, probe{at: at, end: end})
+		p.reached(tp, next)
+	})
+}
+
+// eachListed calls fn with the position and listed end offset of every
+// owned partition the listing covers; a position at "the beginning" is the
+// listed start offset. p.mu is held.
+func (p *progress) eachListed(starts, ends kadm.ListedOffsets, fn func(tp topicPartition, next, end int64)) {
 	for tp, next := range p.next {
 		end, ok := ends.Lookup(tp.topic, tp.partition)
 		if !ok || end.Err != nil {
@@ -136,12 +150,7 @@ func (p *progress) probe(at time.Time, starts, ends kadm.ListedOffsets) {
 			}
 			next = start.Offset
 		}
-		probes := p.probes[tp]
-		if len(probes) == maxProbes {
-			probes = probes[1:]
-		}
-		p.probes[tp] = append(probes, probe{at: at, end: end.Offset})
-		p.reached(tp, next)
+		fn(tp, next, end.Offset)
 	}
 }
 
@@ -200,20 +209,9 @@ func (p *progress) owned() (n int, anyAtStart bool) {
 func (p *progress) refresh(starts, ends kadm.ListedOffsets) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for tp, next := range p.next {
-		end, ok := ends.Lookup(tp.topic, tp.partition)
-		if !ok || end.Err != nil {
-			continue
-		}
-		if next < 0 {
-			start, ok := starts.Lookup(tp.topic, tp.partition)
-			if !ok || start.Err != nil {
-				continue
-			}
-			next = start.Offset
-		}
-		p.m.lag.WithLabelValues(tp.topic, partitionLabel(tp.partition)).Set(float64(max(end.Offset-next, 0)))
-	}
+	p.eachListed(starts, ends, func(tp topicPartition, next, end int64) {
+		p.m.lag.WithLabelValues(tp.topic, partitionLabel(tp.partition)).Set(float64(max(end-next, 0)))
+	})
 }
 
 // sampleRate sets the processing-rate gauge to the events committed since

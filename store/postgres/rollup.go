@@ -191,60 +191,6 @@ ORDER BY t.ord
 ON CONFLICT (tenant_id, event_id) DO NOTHING
 RETURNING tenant_id, event_id`
 
-	// sqlUpsertRollupsHead + table + sqlUpsertRollupsTail adds the new
-	// events' aggregates to one rollup table, locking every row it touches
-	// until COMMIT, and returns each row's sketch as it is now. A new row
-	// takes the batch's sketch as it stands; an existing one keeps its own
-	// (or takes the batch's if it had none), and ApplyBatch merges and
-	// writes it back with sqlUpdateSketches under the lock taken here, so a
-	// concurrent batch touching the same row waits and then merges into the
-	// result. least/greatest ignore NULLs, so a bucket's first value sets
-	// min/max. The rows arrive sorted by key.
-	sqlUpsertRollupsHead = `
-INSERT INTO `
-	sqlUpsertRollupsTail = ` AS r (tenant_id, event_type, bucket, event_count, value_sum, value_count,
-                       value_min, value_max, users_hll, updated_at)
-SELECT t.tenant_id, t.event_type, t.bucket, t.event_count, t.value_sum, t.value_count,
-       t.value_min, t.value_max, t.users_hll, now()
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::double precision[],
-            $6::bigint[], $7::double precision[], $8::double precision[], $9::bytea[]) WITH ORDINALITY
-     AS t (tenant_id, event_type, bucket, event_count, value_sum, value_count,
-           value_min, value_max, users_hll, ord)
-ORDER BY t.ord
-ON CONFLICT (tenant_id, event_type, bucket) DO UPDATE
-SET event_count = r.event_count + EXCLUDED.event_count,
-    value_sum   = r.value_sum + EXCLUDED.value_sum,
-    value_count = r.value_count + EXCLUDED.value_count,
-    value_min   = least(r.value_min, EXCLUDED.value_min),
-    value_max   = greatest(r.value_max, EXCLUDED.value_max),
-    users_hll   = coalesce(r.users_hll, EXCLUDED.users_hll),
-    updated_at  = EXCLUDED.updated_at
-RETURNING r.tenant_id, r.event_type, r.bucket, r.users_hll`
-
-	// sqlUpsertCoarseHead + table + sqlUpsertCoarseTail is sqlUpsertRollups
-	// for the hourly and daily rollups, whose sketches DB.MergeCoarseSketches
-	// rebuilds later from the finer rows: it adds the counts and values and
-	// marks a row users_pending when the batch added users to its bucket.
-	sqlUpsertCoarseHead = `
-INSERT INTO `
-	sqlUpsertCoarseTail = ` AS r (tenant_id, event_type, bucket, event_count, value_sum, value_count,
-                       value_min, value_max, users_pending, updated_at)
-SELECT t.tenant_id, t.event_type, t.bucket, t.event_count, t.value_sum, t.value_count,
-       t.value_min, t.value_max, t.users_pending, now()
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::double precision[],
-            $6::bigint[], $7::double precision[], $8::double precision[], $9::boolean[]) WITH ORDINALITY
-     AS t (tenant_id, event_type, bucket, event_count, value_sum, value_count,
-           value_min, value_max, users_pending, ord)
-ORDER BY t.ord
-ON CONFLICT (tenant_id, event_type, bucket) DO UPDATE
-SET event_count   = r.event_count + EXCLUDED.event_count,
-    value_sum     = r.value_sum + EXCLUDED.value_sum,
-    value_count   = r.value_count + EXCLUDED.value_count,
-    value_min     = least(r.value_min, EXCLUDED.value_min),
-    value_max     = greatest(r.value_max, EXCLUDED.value_max),
-    users_pending = r.users_pending OR EXCLUDED.users_pending,
-    updated_at    = EXCLUDED.updated_at`
-
 	// sqlUpdateSketchesHead + table + sqlUpdateSketchesTail writes merged
 	// sketches back to rows the same transaction's upsert has locked.
 	sqlUpdateSketchesHead = `
@@ -294,6 +240,45 @@ FROM consumer_offsets
 WHERE group_id = $1 AND topic = $2`
 )
 
+// upsertRollupsSQL adds a batch's aggregates to table, locking every row it
+// touches until COMMIT. The rows arrive sorted by key. least/greatest ignore
+// NULLs, so a bucket's first value sets min/max. The last column differs by
+// level:
+//
+//   - rollups_1m: users_hll. A new row takes the batch's sketch; an existing
+//     one keeps its own (or takes the batch's if it had none), and the
+//     statement returns each row's sketch as it is now, which ApplyBatch
+//     merges with the batch's and writes back with sqlUpdateSketches under
+//     the lock taken here, so a concurrent batch touching the same row waits
+//     and then merges into the result.
+//   - rollups_1h, rollups_1d: users_pending, set when the batch added users
+//     to the bucket; DB.MergeCoarseSketches rebuilds their sketches later.
+func upsertRollupsSQL(table string, coarse bool) string {
+	last, lastType, set, returning := "users_hll", "bytea", "coalesce(r.users_hll, EXCLUDED.users_hll)",
+		"\nRETURNING r.tenant_id, r.event_type, r.bucket, r.users_hll"
+	if coarse {
+		last, lastType, set, returning = "users_pending", "boolean", "r.users_pending OR EXCLUDED.users_pending", ""
+	}
+	return fmt.Sprintf(`
+INSERT INTO %[1]s AS r (tenant_id, event_type, bucket, event_count, value_sum, value_count,
+                       value_min, value_max, %[2]s, updated_at)
+SELECT t.tenant_id, t.event_type, t.bucket, t.event_count, t.value_sum, t.value_count,
+       t.value_min, t.value_max, t.%[2]s, now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::double precision[],
+            $6::bigint[], $7::double precision[], $8::double precision[], $9::%[3]s[]) WITH ORDINALITY
+     AS t (tenant_id, event_type, bucket, event_count, value_sum, value_count,
+           value_min, value_max, %[2]s, ord)
+ORDER BY t.ord
+ON CONFLICT (tenant_id, event_type, bucket) DO UPDATE
+SET event_count = r.event_count + EXCLUDED.event_count,
+    value_sum   = r.value_sum + EXCLUDED.value_sum,
+    value_count = r.value_count + EXCLUDED.value_count,
+    value_min   = least(r.value_min, EXCLUDED.value_min),
+    value_max   = greatest(r.value_max, EXCLUDED.value_max),
+    %[2]s = %[4]s,
+    updated_at  = EXCLUDED.updated_at%[5]s`, table, last, lastType, set, returning)
+}
+
 // maxDeadlockRetries bounds how often ApplyBatch runs a transaction again
 // after PostgreSQL aborted it to break a deadlock. Each retry claims its keys
 // in the deadlock-free form, so it can only deadlock again with yet another
@@ -323,21 +308,24 @@ const (
 
 // rollupLevels returns the rollup tables indexed by level1m, level1h, level1d.
 func rollupLevels() [numLevels]rollupLevel {
-	return [numLevels]rollupLevel{
-		level1m: {
-			table: "rollups_1m", step: time.Minute,
-			sqlUpsert: sqlUpsertRollupsHead + "rollups_1m" + sqlUpsertRollupsTail,
-			sqlSketch: sqlUpdateSketchesHead + "rollups_1m" + sqlUpdateSketchesTail,
-		},
-		level1h: {
-			table: "rollups_1h", step: time.Hour, coarse: true,
-			sqlUpsert: sqlUpsertCoarseHead + "rollups_1h" + sqlUpsertCoarseTail,
-		},
-		level1d: {
-			table: "rollups_1d", step: 24 * time.Hour, coarse: true,
-			sqlUpsert: sqlUpsertCoarseHead + "rollups_1d" + sqlUpsertCoarseTail,
-		},
-	}
+	return levelTable
+}
+
+// levelTable is what rollupLevels returns, its statements built once.
+var levelTable = [numLevels]rollupLevel{
+	level1m: {
+		table: "rollups_1m", step: time.Minute,
+		sqlUpsert: upsertRollupsSQL("rollups_1m", false),
+		sqlSketch: sqlUpdateSketchesHead + "rollups_1m" + sqlUpdateSketchesTail,
+	},
+	level1h: {
+		table: "rollups_1h", step: time.Hour, coarse: true,
+		sqlUpsert: upsertRollupsSQL("rollups_1h", true),
+	},
+	level1d: {
+		table: "rollups_1d", step: 24 * time.Hour, coarse: true,
+		sqlUpsert: upsertRollupsSQL("rollups_1d", true),
+	},
 }
 
 // ApplyBatch commits b exactly once, in one transaction: it claims each
