@@ -94,6 +94,20 @@
 //     committed together with its offsets or left no trace, so the next owner
 //     resumes at exactly the right place.
 //
+// # Watermarks and sketches
+//
+// Every Config.WatermarkInterval the consumer lists its partitions' end
+// offsets; once the position stored in the database reaches an offset listed
+// at time T, every event acknowledged into that partition before T is
+// applied, and T is stored as the partition's watermark (fenced by
+// generation, never moved back). The earliest watermark of the topic is the
+// watermark of every query answer ([postgres.DB.Watermark]).
+//
+// Every Config.SketchInterval it merges the unique-user sketches that batches
+// left pending in the hourly and daily rollups
+// ([postgres.DB.MergeCoarseSketches]); any number of consumers may do so at
+// once, and a batch never waits for it.
+//
 // # Metrics
 //
 // abacus_rollup_partition_lag is the records between the database's offset
@@ -101,8 +115,10 @@
 // refreshed from the brokers every Config.LagInterval, so it keeps growing
 // while the consumer is stalled. rate(abacus_rollup_events_total[1m]) is the
 // committed processing rate; abacus_rollup_events_per_second is the same
-// over the last lag interval, for status pages. The rest count batches,
-// records, failures, fenced batches and claims; metrics.go lists them.
+// over the last lag interval, for status pages.
+// abacus_rollup_watermark_age_seconds is how far the stored watermarks trail
+// the clock. The rest count batches, records, failures, fenced batches,
+// claims, notifications and sketch merges; metrics.go lists them.
 //
 // # How it is proven
 //
