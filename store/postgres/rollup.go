@@ -391,7 +391,7 @@ func (db *DB) ApplyBatch(ctx context.Context, b Batch) (Applied, error) {
 func (db *DB) apply(ctx context.Context, b Batch, keys distinctKeys, offsets offsetColumns, doubtAll bool) (Applied, error) {
 	layout := claimLayout{keysInEvents: !db.Timescale()}
 	applied := Applied{Duplicates: len(b.Events)}
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err := db.commitOnce(ctx, func(tx pgx.Tx) error {
 		// The rollups need only the claimed events: they are added up on
 		// this core while PostgreSQL stores the claims (and, on the
 		// TimescaleDB layout, then the events) on the other.
@@ -422,6 +422,34 @@ func (db *DB) apply(ctx context.Context, b Batch, keys distinctKeys, offsets off
 		return nil
 	})
 	return applied, err
+}
+
+// commitTimeout bounds waiting for COMMIT once it is sent.
+const commitTimeout = 30 * time.Second
+
+// commitOnce runs fn in a transaction, like pgx.BeginFunc, except that once
+// fn has succeeded the COMMIT is not given up when ctx ends: a COMMIT
+// interrupted by cancellation may have committed or not, and a caller that
+// stops (a consumer shutting down or leaving its group) must know which, or
+// it would report a committed batch as abandoned. The wait is bounded by
+// commitTimeout instead.
+func (db *DB) commitOnce(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After a successful COMMIT this does nothing.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	return tx.Commit(cctx)
 }
 
 // LoadOffsets returns the stored next offset per partition of topic for the
@@ -468,7 +496,7 @@ func (db *DB) ClaimPartitions(ctx context.Context, group, topic string, generati
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
 	out := make(map[int32]int64, len(sorted))
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err := db.commitOnce(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sqlClaimPartitions, group, topic, generation, sorted)
 		if err != nil {
 			return err
