@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
@@ -213,5 +214,42 @@ func TestClaimPathsStoreTheSameRows(t *testing.T) {
 		want := read(copied, sql)
 		require.Len(t, want, 3)
 		require.Equal(t, want, read(inserted, sql))
+	}
+}
+
+// FuzzCopyErrorRow: whatever context an error carries, copyErrorRow names a
+// row of the COPY or none, and reads the line number PostgreSQL writes.
+func FuzzCopyErrorRow(f *testing.F) {
+	f.Add("COPY events, line 3", 10)
+	f.Add("COPY events, line 1, column tenant_id", 1)
+	f.Add("COPY events, line 0", 5)
+	f.Add("COPY events, line 99999999999999999999", 5)
+	f.Add("", 0)
+	f.Fuzz(func(t *testing.T, where string, rows int) {
+		got := copyErrorRow(&pgconn.PgError{Where: where}, rows)
+		if got != -1 && (got < 0 || got >= rows) {
+			t.Fatalf("copyErrorRow(%q, %d) = %d, want -1 or a row in [0, %d)", where, rows, got, rows)
+		}
+		if rows >= 1 {
+			last := fmt.Sprintf("COPY events, line %d", rows)
+			if got := copyErrorRow(&pgconn.PgError{Where: last}, rows); got != rows-1 {
+				t.Fatalf("copyErrorRow(%q, %d) = %d, want %d", last, rows, got, rows-1)
+			}
+		}
+	})
+}
+
+func TestCopyErrorRow(t *testing.T) {
+	t.Parallel()
+	for where, want := range map[string]int{
+		"COPY events, line 3":                   2,
+		"COPY event_dedup, line 1, column x: y": 0,
+		"COPY events, line 11":                  -1, // out of range for 10 rows
+		"COPY events, line 0":                   -1,
+		"COPY events, line x":                   -1,
+		"COPY events":                           -1,
+		"PL/pgSQL function f() line 3 at RAISE": -1,
+	} {
+		require.Equal(t, want, copyErrorRow(&pgconn.PgError{Where: where}, 10), where)
 	}
 }
