@@ -275,13 +275,17 @@ func finerSketches(ctx context.Context, q querier, level coarseLevel, keys coars
 	return sketches, complete, rows.Err()
 }
 
-// mergeInto merges the stored sketch into *dst, decoding it into *dst if
-// that is nil.
+// mergeInto merges the stored sketch into *dst (see mergeSketch).
 func mergeInto(dst **hyperloglog.Sketch, stored []byte) error {
 	sk, err := decodeSketch(stored)
 	if err != nil {
 		return err
 	}
+	return mergeSketch(dst, sk)
+}
+
+// mergeSketch merges sk into *dst, or makes *dst sk if it is nil.
+func mergeSketch(dst **hyperloglog.Sketch, sk *hyperloglog.Sketch) error {
 	if *dst == nil {
 		*dst = sk
 		return nil

@@ -263,25 +263,13 @@ func (db *DB) mergePending(ctx context.Context, dst **hyperloglog.Sketch, level 
 		from = coarseDays
 	}
 	keys := coarseKeys{tenants: []string{string(tenant)}, types: []string{eventType}, buckets: []time.Time{bucket}}
-	for {
-		sketches, complete, err := finerSketches(ctx, db.pool, from, keys)
-		if err != nil {
-			return err
-		}
-		if !complete[0] {
-			from = coarseDaysFromMinutes
-			continue
-		}
-		if sketches[0] == nil {
-			return nil
-		}
-		if *dst == nil {
-			*dst = sketches[0]
-			return nil
-		}
-		if err := (*dst).Merge(sketches[0]); err != nil {
-			return fmt.Errorf("%w: %w", errBadSketch, err)
-		}
-		return nil
+	sketches, complete, err := finerSketches(ctx, db.pool, from, keys)
+	if err == nil && !complete[0] {
+		// Minutes are never pending, so this read is complete.
+		sketches, _, err = finerSketches(ctx, db.pool, coarseDaysFromMinutes, keys)
 	}
+	if err != nil || sketches[0] == nil {
+		return err
+	}
+	return mergeSketch(dst, sketches[0])
 }
